@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and Redis answer on 127.0.0.1: start them when installed but stopped,
+# install Debian's packages when missing and we are root. Prints one line per service.
+set -euo pipefail
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "services: $* missing and not root; install it or point DATABASE_URL/CELERY_BROKER_URL elsewhere" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+wait_for() { for _ in $(seq 1 60); do "$1" && return 0; sleep 0.5; done; return 1; }
+
+if ! pg_up; then
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for pg_up || { echo "services: PostgreSQL did not start" >&2; exit 1; }
+  # A fresh Debian cluster only knows local peer auth: let the test role in over loopback.
+  if ! psql -h 127.0.0.1 -U postgres -tAc 'select 1' >/dev/null 2>&1; then
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+fi
+echo "services: postgresql ok"
+
+if ! redis_up; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for redis_up || { echo "services: Redis did not start" >&2; exit 1; }
+fi
+echo "services: redis ok"

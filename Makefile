@@ -1,0 +1,48 @@
+# Engage: `make run` starts the embedded platform; `make test` runs the suite on PostgreSQL + Redis.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Tests and benchmarks run on the real services (see .ci/services.sh).
+TEST_ENV := DEBUG=1 \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
+BENCH_ENV := DEBUG=1 \
+	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage_bench} \
+	CELERY_BROKER_URL=$${BENCH_BROKER_URL:-redis://127.0.0.1:6379/14}
+
+.PHONY: run test bench services install lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+services:
+	bash .ci/services.sh
+
+test: install services
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install services
+	$(BENCH_ENV) $(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
+
+# The embedded default: SQLite, kombu's filesystem queue, one worker with its scheduler,
+# demo data, and a gateway that writes .eml files to var/sent-mail/.
+run: install
+	@DEBUG=1 $(BIN)/python manage.py migrate --no-input -v0
+	@DEBUG=1 $(BIN)/python manage.py demo_setup
+	@bash -c 'set -m; trap "kill 0" EXIT INT TERM; \
+	  DEBUG=1 $(BIN)/celery -A config worker --beat --pool=solo --loglevel=WARNING \
+	    --schedule=var/celerybeat-schedule & \
+	  DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000'
+
+clean:
+	rm -rf var

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CommunicationsConfig(AppConfig):
+    name = "communications"
+    verbose_name = "Communications"
+
+    def ready(self) -> None:
+        from communications import checks  # noqa: F401  (registers system checks)

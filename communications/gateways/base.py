@@ -1,0 +1,110 @@
+"""The gateway contract: every provider adapter is a small class with the same three methods.
+
+    gateway = gateway_for(config)
+    gateway.open()
+    results = gateway.send(batch)      # one SendResult per OutboundMessage, same order
+    gateway.close()
+
+An adapter reuses one connection for the whole batch, never raises for one bad recipient (that
+message gets a SendResult with a GatewayError), and raises GatewayError itself only when it
+cannot talk to the provider at all. Provider replies are parsed here, in the provider module,
+and never leak out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    """A failure classified for the retry policy.
+
+    permanent: retrying will not help (a refused recipient, a bad request).
+    in_doubt:  the provider may have accepted the message before the failure (the connection
+               dropped after the data went out); such a message is reported, never resent.
+    """
+
+    def __init__(self, message: str, *, code: str = "", permanent: bool,
+                 retry_after: float | None = None, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.in_doubt = in_doubt
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    message_id: int
+    address: str
+    subject: str
+    body: str
+    html_body: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: int
+    provider_id: str = ""
+    cost: Decimal | None = None
+    error: GatewayError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """What an adapter gets from the Gateway row: plain data, never the model instance."""
+
+    gateway_id: int
+    channel: str
+    provider: str
+    settings: Mapping[str, Any]
+    sender: str
+    price_per_message: Decimal
+
+
+class BaseGateway:
+    provider: ClassVar[str]
+    channels: ClassVar[frozenset[str]]
+    # Used only in development: a system check refuses them when DEBUG is off.
+    is_sink: ClassVar[bool] = False
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
+        """Problems with a Gateway row's settings, keyed by setting name."""
+        return {}
+
+    def open(self) -> None:
+        """Connect to the provider; called once per batch."""
+
+    def close(self) -> None:
+        """Release the connection; must not raise."""
+
+    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        raise NotImplementedError
+
+    def message_id_header(self, message_id: int) -> str:
+        """A Message-ID that maps a bounce or reply back to our Message row."""
+        return f"<engage.{message_id}.{self.config.gateway_id}@{self._message_id_domain()}>"
+
+    def _message_id_domain(self) -> str:
+        return str(self.config.settings.get("message_id_domain") or "engage.invalid")
+
+
+GATEWAYS: dict[str, type[BaseGateway]] = {}
+
+
+def register(cls: type[BaseGateway]) -> type[BaseGateway]:
+    GATEWAYS[cls.provider] = cls
+    return cls

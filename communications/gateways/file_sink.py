@@ -1,0 +1,52 @@
+"""Development sink: each email is written as an .eml file, one folder per gateway.
+
+Lets a newcomer watch a mailing complete with nothing installed. Refused by a system check when
+DEBUG is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.mail import EmailMultiAlternatives
+
+from communications.gateways.base import BaseGateway, OutboundMessage, SendResult, register
+
+
+@register
+class FileSinkGateway(BaseGateway):
+    provider = "file_sink"
+    channels = frozenset({"email", "sms", "push", "viber", "social"})
+    is_sink = True
+
+    @classmethod
+    def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
+        directory = settings.get("directory")
+        if directory is not None and not isinstance(directory, str):
+            return {"directory": "must be a folder path"}
+        return {}
+
+    def open(self) -> None:
+        directory = self.config.settings.get("directory") or django_settings.ENGAGE_SINK_DIR
+        self._directory = Path(directory) / f"gateway-{self.config.gateway_id}"
+        self._directory.mkdir(parents=True, exist_ok=True)
+
+    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        results = []
+        for outbound in batch:
+            message_id = self.message_id_header(outbound.message_id)
+            email = EmailMultiAlternatives(
+                subject=outbound.subject, body=outbound.body,
+                from_email=self.config.sender or None, to=[outbound.address],
+                headers={"Message-ID": message_id, **outbound.headers},
+            )
+            if outbound.html_body:
+                email.attach_alternative(outbound.html_body, "text/html")
+            path = self._directory / f"message-{outbound.message_id}.eml"
+            path.write_bytes(email.message().as_bytes())
+            results.append(SendResult(outbound.message_id, provider_id=path.name,
+                                      cost=self.config.price_per_message))
+        return results

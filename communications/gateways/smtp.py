@@ -1,0 +1,105 @@
+"""Email over SMTP: one session per batch, STARTTLS or implicit TLS, optional auth.
+
+Django's SMTP backend opens the session (TLS, auth and timeouts done right); each message then
+goes through `sendmail` on that one connection so a refused recipient fails only its own message.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend
+
+from communications.gateways.base import (
+    BaseGateway,
+    GatewayError,
+    OutboundMessage,
+    SendResult,
+    register,
+)
+
+
+def _reply_text(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return f"{code} {text}"
+
+
+@register
+class SmtpGateway(BaseGateway):
+    provider = "smtp"
+    channels = frozenset({"email"})
+
+    @classmethod
+    def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
+        errors = {}
+        if not settings.get("host"):
+            errors["host"] = "the SMTP server's host name is required"
+        port = settings.get("port", 25)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            errors["port"] = "must be a port number"
+        if settings.get("use_tls") and settings.get("use_ssl"):
+            errors["use_tls"] = "use_tls (STARTTLS) and use_ssl (implicit TLS) exclude each other"
+        return errors
+
+    def open(self) -> None:
+        s = self.config.settings
+        self._backend = EmailBackend(
+            host=s["host"], port=s.get("port", 25), username=s.get("username", ""),
+            password=s.get("password", ""), use_tls=bool(s.get("use_tls")),
+            use_ssl=bool(s.get("use_ssl")), timeout=s.get("timeout", 30), fail_silently=False,
+        )
+        try:
+            self._backend.open()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise GatewayError(f"cannot connect to SMTP server: {exc}", permanent=False) from exc
+
+    def close(self) -> None:
+        try:
+            self._backend.close()
+        except Exception:  # noqa: BLE001  (closing a dead session must not mask the batch result)
+            pass
+
+    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        connection = self._backend.connection
+        lost: GatewayError | None = None
+        for outbound in batch:
+            if lost is not None:
+                results.append(SendResult(outbound.message_id, error=lost))
+                continue
+            message_id = self.message_id_header(outbound.message_id)
+            email = EmailMultiAlternatives(
+                subject=outbound.subject, body=outbound.body,
+                from_email=self.config.sender or None, to=[outbound.address],
+                headers={"Message-ID": message_id, **outbound.headers},
+            )
+            if outbound.html_body:
+                email.attach_alternative(outbound.html_body, "text/html")
+            try:
+                connection.sendmail(
+                    email.from_email, [outbound.address],
+                    email.message().as_bytes(linesep="\r\n"),
+                )
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = next(iter(exc.recipients.values()))
+                results.append(SendResult(outbound.message_id, error=GatewayError(
+                    _reply_text(code, reply), code=str(code), permanent=code >= 500)))
+            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                results.append(SendResult(outbound.message_id, error=GatewayError(
+                    _reply_text(exc.smtp_code, exc.smtp_error), code=str(exc.smtp_code),
+                    permanent=exc.smtp_code >= 500)))
+                if exc.smtp_code == 421:  # the server is closing the session
+                    lost = GatewayError(_reply_text(exc.smtp_code, exc.smtp_error),
+                                        code="421", permanent=False)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                # The data may have reached the server before the session died: in doubt.
+                results.append(SendResult(outbound.message_id, error=GatewayError(
+                    f"connection lost: {exc}", permanent=False, in_doubt=True)))
+                lost = GatewayError(f"not attempted, connection lost: {exc}", permanent=False)
+            else:
+                results.append(SendResult(outbound.message_id, provider_id=message_id,
+                                          cost=self.config.price_per_message))
+        return results

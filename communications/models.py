@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from campaigns.models import Campaign, TargetGroup
+from members.models import Channel, Member
+
+
+class Gateway(models.Model):
+    """A configured provider account for one channel (an SMTP relay, an SMPP link, ...)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider = models.CharField(
+        max_length=32, help_text="Adapter key in communications.gateways (smtp, file_sink, ...)."
+    )
+    settings = models.JSONField(
+        default=dict, blank=True, help_text="Provider settings, e.g. host, port, use_tls."
+    )
+    sender = models.CharField(
+        max_length=200, blank=True, help_text="From address or sender id; blank uses the default."
+    )
+    price_per_message = models.DecimalField(max_digits=10, decimal_places=5, default=0)
+    is_active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.channel}/{self.provider})"
+
+    def clean(self) -> None:
+        from communications.gateways import gateway_config_validate
+
+        gateway_config_validate(channel=self.channel, provider=self.provider,
+                                settings=self.settings)
+
+
+class Template(models.Model):
+    """What a mailing says, per channel and language, with `{{ member.first_name }}` placeholders.
+
+    Placeholders are checked when the template is saved (see `communications.renderers`), so an
+    unknown one is an error for the marketer, not for a worker at send time.
+    """
+
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    language = models.CharField(max_length=8, default="en")
+    subject = models.CharField(max_length=300, blank=True)
+    body = models.TextField()
+    html_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.channel}/{self.language}]"
+
+    def clean(self) -> None:
+        from communications.renderers import template_validate
+
+        template_validate(channel=self.channel, subject=self.subject, body=self.body,
+                          html_body=self.html_body)
+
+
+class Mailing(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200)
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
+    )
+    target_group = models.ForeignKey(
+        TargetGroup, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
+    )
+    template = models.ForeignKey(
+        Template, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
+    )
+    gateway = models.ForeignKey(
+        Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT,
+                             editable=False)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_dispatch_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        editable=False, related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "scheduled_at"], name="mailing_state_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def channel(self) -> str | None:
+        return self.template.channel if self.template_id else None
+
+
+class Message(models.Model):
+    """One recipient of one mailing on one channel, and what became of it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending (claimed by a worker)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+        UNKNOWN = "unknown", "Unknown (in doubt)"
+
+    class SkipReason(models.TextChoices):
+        OPTED_OUT = "opted_out", "No marketing consent on the channel"
+        NO_ADDRESS = "no_address", "No address for the channel"
+
+    # Both foreign keys are covered by the composite indexes below; their own indexes would only
+    # slow the audience snapshot down.
+    mailing = models.ForeignKey(
+        Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    address = models.CharField(max_length=254, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_id = models.CharField(max_length=200, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    cost = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    created_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailing", "member", "channel"], name="message_once_per_recipient"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["mailing", "status"], name="message_mailing_status_idx"),
+            # The sweeper looks only at claimed rows; a partial index keeps that scan tiny.
+            models.Index(
+                fields=["claimed_at"],
+                condition=models.Q(status="sending"),
+                name="message_claimed_idx",
+            ),
+            models.Index(fields=["member", "created_at"], name="message_member_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailing_id}/{self.member_id}/{self.channel}: {self.status}"

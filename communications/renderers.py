@@ -1,0 +1,130 @@
+"""Template -> channel payload, rendered in a Jinja2 sandbox.
+
+Marketers write templates, so they are untrusted code: they render in an immutable sandbox over
+plain dicts (never model instances), with undefined names an error and the output size capped.
+Placeholders are checked against `MEMBER_PLACEHOLDERS` when a template is saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MEMBER_PLACEHOLDERS = frozenset(
+    {"first_name", "last_name", "full_name", "email", "phone", "external_id", "language"}
+)
+# Member columns a renderer needs, as `Message.objects.values()` paths.
+MEMBER_VALUE_PATHS = {
+    "first_name": "member__first_name",
+    "last_name": "member__last_name",
+    "email": "member__email",
+    "phone": "member__phone",
+    "external_id": "member__external_id",
+    "language": "member__language",
+}
+MAX_OUTPUT_CHARS = 200_000
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    # Big exponents and string repetition are the classic ways to make a sandbox burn CPU/RAM.
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator in ("**", "*") and any(
+            isinstance(v, int | float) and abs(v) > 10_000 for v in (left, right)
+        ):
+            raise ValueError(f"operand too large for {operator!r}")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_html_env = _Environment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+
+
+def _unknown_placeholders(ast: nodes.Template) -> set[str]:
+    unknown: set[str] = set()
+    for name in ast.find_all(nodes.Name):
+        if name.ctx == "load" and name.name != "member":
+            unknown.add(name.name)
+    for getattr_node in ast.find_all(nodes.Getattr):
+        target = getattr_node.node
+        if isinstance(target, nodes.Name) and target.name == "member":
+            if getattr_node.attr not in MEMBER_PLACEHOLDERS:
+                unknown.add(f"member.{getattr_node.attr}")
+    for getitem in ast.find_all(nodes.Getitem):
+        target = getitem.node
+        if isinstance(target, nodes.Name) and target.name == "member":
+            key = getitem.arg
+            if not (isinstance(key, nodes.Const) and key.value in MEMBER_PLACEHOLDERS):
+                unknown.add("member[...]")
+    return unknown
+
+
+def template_validate(*, channel: str, subject: str, body: str, html_body: str = "") -> None:
+    """Raise ValidationError naming the field whose syntax or placeholders are wrong."""
+    errors: dict[str, str] = {}
+    for field, source in (("subject", subject), ("body", body), ("html_body", html_body)):
+        if not source:
+            continue
+        try:
+            ast = _env.parse(source)
+        except TemplateSyntaxError as exc:
+            errors[field] = f"template syntax error on line {exc.lineno}: {exc.message}"
+            continue
+        unknown = _unknown_placeholders(ast)
+        if unknown:
+            errors[field] = (
+                f"unknown placeholder(s): {', '.join(sorted(unknown))}; available: "
+                + ", ".join(f"member.{p}" for p in sorted(MEMBER_PLACEHOLDERS))
+            )
+    if channel == "email" and not subject:
+        errors.setdefault("subject", "an email needs a subject")
+    if errors:
+        raise ValidationError(errors)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+    html_body: str
+
+
+class CompiledTemplate:
+    """A template compiled once per batch and rendered per member."""
+
+    def __init__(self, *, subject: str, body: str, html_body: str = "") -> None:
+        self._subject = _compile(subject, html=False)
+        self._body = _compile(body, html=False)
+        self._html = _compile(html_body, html=True) if html_body else None
+
+    def render(self, member: Mapping[str, Any]) -> Rendered:
+        context = {"member": member}
+        rendered = Rendered(
+            subject=" ".join(self._subject.render(context).split()),
+            body=self._body.render(context),
+            html_body=self._html.render(context) if self._html else "",
+        )
+        if len(rendered.body) + len(rendered.html_body) > MAX_OUTPUT_CHARS:
+            raise ValueError(f"rendered message exceeds {MAX_OUTPUT_CHARS} characters")
+        return rendered
+
+
+@lru_cache(maxsize=256)
+def _compile(source: str, *, html: bool) -> Any:
+    return (_html_env if html else _env).from_string(source)
+
+
+def member_context(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The `member` placeholder dict from a row of `Message.objects.values(*MEMBER_VALUE_PATHS)`."""
+    member = {key: values.get(path) or "" for key, path in MEMBER_VALUE_PATHS.items()}
+    member["full_name"] = f"{member['first_name']} {member['last_name']}".strip()
+    return member
+
+
+def member_value_paths() -> Iterable[str]:
+    return MEMBER_VALUE_PATHS.values()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from communications.models import Mailing
+from communications.selectors import mailing_status_counts
+
+
+class MailingStatusCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    sending = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    skipped_by_reason = serializers.DictField(child=serializers.IntegerField())
+
+
+class MailingSerializer(serializers.ModelSerializer):
+    channel = serializers.CharField(read_only=True, allow_null=True)
+    status_counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Mailing
+        fields = [
+            "id", "name", "state", "channel", "campaign", "target_group", "template", "gateway",
+            "scheduled_at", "started_at", "completed_at", "created_at", "status_counts",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(MailingStatusCountsSerializer)
+    def get_status_counts(self, mailing: Mailing) -> dict[str, Any]:
+        return mailing_status_counts(mailing=mailing)

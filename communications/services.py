@@ -1,0 +1,373 @@
+"""Mailing use cases: schedule, start, snapshot the audience, dispatch batches, cancel.
+
+The life of a mailing (DESIGN.md): scheduled -> (tick) -> snapshot in one INSERT ... SELECT ->
+sending -> batches claimed atomically, sent through the gateway, results written in bulk ->
+completed. Every message is sent at most once per (mailing, member, channel): a batch claims its
+rows before it sends, and a claim that is never confirmed ends as `unknown`, not resent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from campaigns.selectors import target_group_members
+from communications.gateways import (
+    GatewayConfig,
+    GatewayError,
+    OutboundMessage,
+    SendResult,
+    gateway_for,
+)
+from communications.models import Gateway, Mailing, Message
+from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from members.models import Channel, Consent
+
+logger = logging.getLogger(__name__)
+
+Status = Message.Status
+State = Mailing.State
+
+# Which Member column holds a channel's address.
+ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone"}
+MAX_ATTEMPTS = 3
+# A sending mailing whose batches have not claimed anything for this long gets its batches
+# enqueued again (a worker or broker lost them); claims make a duplicate batch harmless.
+REDISPATCH_AFTER_SECONDS = 60
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+def mailing_schedulable_errors(*, mailing: Mailing) -> dict[str, str]:
+    """What keeps a mailing from being scheduled, keyed by the field to fix."""
+    errors: dict[str, str] = {}
+    if mailing.target_group_id is None:
+        errors["target_group"] = "a mailing needs a target group"
+    if mailing.template_id is None:
+        errors["template"] = "a mailing needs a template"
+    if mailing.gateway_id is None:
+        errors["gateway"] = "a mailing needs a gateway"
+    elif not mailing.gateway.is_active:
+        errors["gateway"] = "this gateway is not active"
+    if not errors and mailing.gateway.channel != mailing.template.channel:
+        errors["gateway"] = (
+            f"the gateway sends {mailing.gateway.channel}, the template is for "
+            f"{mailing.template.channel}"
+        )
+    if not errors and mailing.template.channel not in ADDRESS_FIELDS:
+        errors["template"] = f"{mailing.template.channel} mailings are not supported yet"
+    return errors
+
+
+@transaction.atomic
+def mailing_schedule(*, mailing: Mailing, at: datetime | None = None) -> Mailing:
+    """Schedule a draft (or reschedule a scheduled) mailing; `at=None` means now."""
+    mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+    if mailing.state not in (State.DRAFT, State.SCHEDULED):
+        raise ValidationError({"state": f"a {mailing.state} mailing cannot be scheduled"})
+    errors = mailing_schedulable_errors(mailing=mailing)
+    if errors:
+        raise ValidationError(errors)
+    mailing.scheduled_at = at or mailing.scheduled_at or timezone.now()
+    mailing.state = State.SCHEDULED
+    mailing.save(update_fields=["scheduled_at", "state"])
+    return mailing
+
+
+def mailing_start_now(*, mailing: Mailing) -> Mailing:
+    """Schedule for now and start at once instead of waiting for the next scheduler tick."""
+    from communications import tasks
+
+    mailing = mailing_schedule(mailing=mailing, at=timezone.now())
+    transaction.on_commit(lambda: tasks.prepare_mailing.delay(mailing.pk))
+    return mailing
+
+
+@transaction.atomic
+def mailing_cancel(*, mailing: Mailing) -> Mailing:
+    """Stop a mailing: messages not yet sent end as `cancelled`; claimed ones finish."""
+    mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+    if mailing.state not in (State.DRAFT, State.SCHEDULED, State.SENDING):
+        raise ValidationError({"state": f"a {mailing.state} mailing cannot be cancelled"})
+    now = timezone.now()
+    Message.objects.filter(mailing=mailing, status=Status.QUEUED).update(
+        status=Status.CANCELLED, updated_at=now
+    )
+    mailing.state = State.CANCELLED
+    mailing.completed_at = now
+    mailing.save(update_fields=["state", "completed_at"])
+    return mailing
+
+
+# --- the scheduler tick ---------------------------------------------------------------------
+
+def mailings_tick(*, now: datetime | None = None) -> dict[str, int]:
+    """Run by the periodic scheduler: start due mailings and keep sending ones moving.
+
+    All state lives in the database, so a restarted scheduler or worker picks up exactly where
+    the last one stopped.
+    """
+    from communications import tasks
+
+    now = now or timezone.now()
+    due = list(
+        Mailing.objects.filter(state=State.SCHEDULED, scheduled_at__lte=now)
+        .values_list("pk", flat=True)
+    )
+    for mailing_id in due:
+        tasks.prepare_mailing.delay(mailing_id)
+
+    in_doubt = messages_mark_unconfirmed_unknown(now=now)
+
+    stalled = list(
+        Mailing.objects.filter(state=State.SENDING)
+        .filter(Q(last_dispatch_at__isnull=True)
+                | Q(last_dispatch_at__lt=now - timezone.timedelta(seconds=REDISPATCH_AFTER_SECONDS)))
+        .values_list("pk", flat=True)
+    )
+    for mailing_id in stalled:
+        if not mailing_complete_if_done(mailing_id=mailing_id):
+            mailing_dispatch_enqueue(mailing_id=mailing_id)
+    return {"started": len(due), "in_doubt": in_doubt, "stalled": len(stalled)}
+
+
+def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
+    """Claims never confirmed within the claim timeout: the worker died mid-send."""
+    now = now or timezone.now()
+    return Message.objects.filter(
+        status=Status.SENDING, claimed_at__lt=now - settings.ENGAGE_CLAIM_TIMEOUT
+    ).update(
+        status=Status.UNKNOWN, error_code="unconfirmed",
+        error="claimed by a worker that never confirmed the send; not resent", updated_at=now,
+    )
+
+
+# --- audience snapshot ----------------------------------------------------------------------
+
+def mailing_prepare(*, mailing_id: int) -> int:
+    """Freeze the audience into message rows and start sending. Returns the rows written.
+
+    One INSERT ... SELECT from the compiled target group, in the same transaction as the state
+    change, so the snapshot happens once even if two schedulers race.
+    """
+    with transaction.atomic():
+        mailing = (
+            Mailing.objects.select_for_update(of=("self",))
+            .select_related("template", "target_group")
+            .filter(pk=mailing_id, state=State.SCHEDULED)
+            .first()
+        )
+        if mailing is None:
+            return 0
+        written = _audience_snapshot(mailing=mailing)
+        mailing.state = State.SENDING
+        mailing.started_at = timezone.now()
+        mailing.save(update_fields=["state", "started_at"])
+        transaction.on_commit(lambda: mailing_dispatch_enqueue(mailing_id=mailing_id))
+    logger.info("mailing %s: audience of %s frozen", mailing_id, written)
+    return written
+
+
+def _audience_snapshot(*, mailing: Mailing) -> int:
+    channel = mailing.template.channel
+    address_field = ADDRESS_FIELDS[channel]
+    now = timezone.now()
+    no_address = Q(**{address_field: ""}) | Q(**{f"{address_field}__isnull": True})
+    consented = Exists(Consent.objects.filter(
+        member=OuterRef("pk"), channel=channel, purpose=Consent.Purpose.MARKETING,
+        state=Consent.State.GRANTED,
+    ))
+    columns = {
+        "mailing_id": Value(mailing.pk),
+        "member_id": F("pk"),
+        "channel": Value(channel),
+        "address": F(address_field),
+        "status": Case(When(no_address, then=Value(Status.SKIPPED)),
+                       When(~consented, then=Value(Status.SKIPPED)),
+                       default=Value(Status.QUEUED)),
+        "skip_reason": Case(When(no_address, then=Value(Message.SkipReason.NO_ADDRESS)),
+                            When(~consented, then=Value(Message.SkipReason.OPTED_OUT)),
+                            default=Value("")),
+        "attempts": Value(0),
+        "provider_id": Value(""),
+        "error_code": Value(""),
+        "error": Value(""),
+        "created_at": Value(now),
+        "updated_at": Value(now),
+    }
+    aliases = {f"_snap_{name}": expression for name, expression in columns.items()}
+    select = (
+        target_group_members(target_group=mailing.target_group)
+        .order_by()
+        .annotate(**aliases)
+        .values(*aliases)
+    )
+    select_sql, params = select.query.sql_with_params()
+    table = connection.ops.quote_name(Message._meta.db_table)
+    column_sql = ", ".join(connection.ops.quote_name(name) for name in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({column_sql}) {select_sql}", params)
+        return cursor.rowcount
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+def mailing_dispatch_enqueue(*, mailing_id: int) -> int:
+    """Enqueue enough batch tasks to cover the queued messages; each claims its own rows."""
+    from communications import tasks
+
+    queued = Message.objects.filter(mailing_id=mailing_id, status=Status.QUEUED).count()
+    batches = math.ceil(queued / settings.ENGAGE_BATCH_SIZE)
+    Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=timezone.now())
+    for _ in range(batches):
+        tasks.dispatch_batch.delay(mailing_id)
+    if not batches:
+        mailing_complete_if_done(mailing_id=mailing_id)
+    return batches
+
+
+def messages_claim(*, mailing_id: int, limit: int) -> list[int]:
+    """Atomically take up to `limit` queued messages of a sending mailing for this worker.
+
+    PostgreSQL: SKIP LOCKED lets concurrent batches take disjoint rows without waiting.
+    SQLite: the IMMEDIATE transaction serializes claimers, which gives the same guarantee.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        if not Mailing.objects.filter(pk=mailing_id, state=State.SENDING).exists():
+            return []
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(mailing_id=mailing_id, status=Status.QUEUED)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Message.objects.filter(pk__in=ids).update(
+                status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+            Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
+    return ids
+
+
+def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) -> dict[str, int]:
+    """Claim one batch, render it, send it through the mailing's gateway, record the results."""
+    ids = messages_claim(mailing_id=mailing_id, limit=batch_size or settings.ENGAGE_BATCH_SIZE)
+    if not ids:
+        mailing_complete_if_done(mailing_id=mailing_id)
+        return {"claimed": 0}
+    mailing = Mailing.objects.select_related("template", "gateway").get(pk=mailing_id)
+    rows = list(
+        Message.objects.filter(pk__in=ids).order_by("pk")
+        .values("pk", "address", "attempts", *member_value_paths())
+    )
+    template = CompiledTemplate(subject=mailing.template.subject, body=mailing.template.body,
+                                html_body=mailing.template.html_body)
+    outbound: list[OutboundMessage] = []
+    render_failures: list[SendResult] = []
+    for row in rows:
+        try:
+            rendered = template.render(member_context(row))
+        except Exception as exc:  # noqa: BLE001  (a template failing for one member fails only them)
+            render_failures.append(SendResult(row["pk"], error=GatewayError(
+                f"template failed for this member: {exc}", code="render", permanent=True)))
+            continue
+        outbound.append(OutboundMessage(
+            message_id=row["pk"], address=row["address"], subject=rendered.subject,
+            body=rendered.body, html_body=rendered.html_body,
+        ))
+    results = render_failures + _send(gateway=mailing.gateway, batch=outbound)
+    attempts = {row["pk"]: row["attempts"] for row in rows}
+    counts = messages_record_results(results=results, attempts=attempts)
+    if counts.get("retry"):
+        from communications import tasks
+
+        retry_after = max((r.error.retry_after or 0) for r in results if r.error) or 30
+        transaction.on_commit(
+            lambda: tasks.dispatch_batch.apply_async((mailing_id,), countdown=retry_after)
+        )
+    mailing_complete_if_done(mailing_id=mailing_id)
+    return {"claimed": len(ids), **counts}
+
+
+def _send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    if not batch:
+        return []
+    config = GatewayConfig(
+        gateway_id=gateway.pk, channel=gateway.channel, provider=gateway.provider,
+        settings=gateway.settings, sender=gateway.sender or settings.ENGAGE_DEFAULT_FROM_EMAIL,
+        price_per_message=gateway.price_per_message,
+    )
+    try:
+        adapter = gateway_for(config)
+        adapter.open()
+    except GatewayError as error:
+        # Nothing went out: every message of the batch shares the connection failure.
+        return [SendResult(m.message_id, error=error) for m in batch]
+    try:
+        results = adapter.send(batch)
+    finally:
+        adapter.close()
+    return results
+
+
+def messages_record_results(*, results: Sequence[SendResult],
+                            attempts: dict[int, int]) -> dict[str, int]:
+    """Write a batch's outcomes back in bulk: one UPDATE per outcome kind, none per row."""
+    now = timezone.now()
+    sent: list[Message] = []
+    failed: list[Message] = []
+    retry: list[int] = []
+    in_doubt: list[Message] = []
+    for result in results:
+        error = result.error
+        if error is None:
+            sent.append(Message(pk=result.message_id, status=Status.SENT,
+                                provider_id=result.provider_id, cost=result.cost, sent_at=now,
+                                updated_at=now))
+        elif error.in_doubt:
+            in_doubt.append(Message(pk=result.message_id, status=Status.UNKNOWN,
+                                    error_code=error.code, error=error.message, updated_at=now))
+        elif not error.permanent and attempts.get(result.message_id, 0) < MAX_ATTEMPTS:
+            retry.append(result.message_id)
+        else:
+            failed.append(Message(pk=result.message_id, status=Status.FAILED,
+                                  error_code=error.code, error=error.message, updated_at=now))
+    with transaction.atomic():
+        if sent:
+            Message.objects.bulk_update(
+                sent, ["status", "provider_id", "cost", "sent_at", "updated_at"], batch_size=1000
+            )
+        for rows in (failed, in_doubt):
+            if rows:
+                Message.objects.bulk_update(
+                    rows, ["status", "error_code", "error", "updated_at"], batch_size=1000
+                )
+        if retry:
+            Message.objects.filter(pk__in=retry, status=Status.SENDING).update(
+                status=Status.QUEUED, claimed_at=None, updated_at=now
+            )
+    return {"sent": len(sent), "failed": len(failed), "unknown": len(in_doubt),
+            "retry": len(retry)}
+
+
+def mailing_complete_if_done(*, mailing_id: int) -> bool:
+    """Mark a sending mailing completed once no message is queued or claimed."""
+    if Message.objects.filter(
+        mailing_id=mailing_id, status__in=[Status.QUEUED, Status.SENDING]
+    ).exists():
+        return False
+    return bool(
+        Mailing.objects.filter(pk=mailing_id, state=State.SENDING).update(
+            state=State.COMPLETED, completed_at=timezone.now()
+        )
+    )

@@ -1,0 +1,22 @@
+"""Thin Celery tasks: take ids, call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from communications import services
+
+
+@shared_task(ignore_result=True)
+def start_due_mailings() -> dict[str, int]:
+    return services.mailings_tick()
+
+
+@shared_task(ignore_result=True)
+def prepare_mailing(mailing_id: int) -> int:
+    return services.mailing_prepare(mailing_id=mailing_id)
+
+
+@shared_task(ignore_result=True)
+def dispatch_batch(mailing_id: int) -> dict[str, int]:
+    return services.message_batch_dispatch(mailing_id=mailing_id)
