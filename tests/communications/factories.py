@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import factory
+
+from communications.models import Gateway, Mailing, Template
+from tests.campaigns.factories import CampaignFactory, TargetGroupFactory
+
+
+class GatewayFactory(factory.django.DjangoModelFactory):
+    """An SMTP gateway; point `settings` at a loopback peer (see tests/peers/smtp.py)."""
+
+    class Meta:
+        model = Gateway
+
+    name = factory.Sequence(lambda n: f"SMTP {n}")
+    channel = "email"
+    provider = "smtp"
+    settings = factory.LazyFunction(lambda: {"host": "127.0.0.1", "port": 25, "timeout": 5})
+    sender = "Engage Club <club@engage.example.com>"
+
+
+class TemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Template
+
+    name = factory.Sequence(lambda n: f"Template {n}")
+    channel = "email"
+    subject = "Hello {{ member.first_name }}"
+    body = "Dear {{ member.full_name }}, your member number is {{ member.external_id }}."
+
+
+class MailingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Mailing
+
+    name = factory.Sequence(lambda n: f"Mailing {n}")
+    campaign = factory.SubFactory(CampaignFactory)
+    target_group = factory.SubFactory(TargetGroupFactory)
+    template = factory.SubFactory(TemplateFactory)
+    gateway = factory.SubFactory(GatewayFactory)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import factory
+from django.utils import timezone
+
+from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
+from tests.members.factories import MemberFactory
+
+
+class TierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tier
+        django_get_or_create = ("code",)
+
+    code = factory.Iterator(["bronze", "silver", "gold"])
+    name = factory.LazyAttribute(lambda t: t.code.title())
+    rank = factory.Sequence(int)
+
+
+class LoyaltyAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LoyaltyAccount
+
+    member = factory.SubFactory(MemberFactory)
+    tier = factory.SubFactory(TierFactory)
+    tier_since = factory.LazyFunction(timezone.now)
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    sku = factory.Sequence(lambda n: f"SKU-{n:06d}")
+    name = factory.Faker("word")
+    category = "coffee"
+    price = Decimal("9.90")
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Order
+
+    member = factory.SubFactory(MemberFactory)
+    external_id = factory.Sequence(lambda n: f"O-{n:08d}")
+    placed_at = factory.LazyFunction(timezone.now)
+    total = Decimal("19.80")
+
+
+class OrderLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OrderLine
+
+    order = factory.SubFactory(OrderFactory)
+    product = factory.SubFactory(ProductFactory)
+    quantity = 2
+    unit_price = Decimal("9.90")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import factory
+from django.utils import timezone
+
+from members.models import Consent, Member
+
+
+class MemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Member
+
+    external_id = factory.Sequence(lambda n: f"M{n:08d}")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    email = factory.LazyAttribute(lambda m: f"{m.external_id.lower()}@members.example.com")
+    phone = factory.Sequence(lambda n: f"+4915{n:09d}"[:13])
+    language = "en"
+    timezone = "Europe/Berlin"
+
+
+class ConsentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Consent
+
+    member = factory.SubFactory(MemberFactory)
+    channel = "email"
+    purpose = Consent.Purpose.MARKETING
+    state = Consent.State.GRANTED
+    source = Consent.Source.IMPORT
+    recorded_at = factory.LazyFunction(timezone.now)
+
+
+def consenting_member(*, channel: str = "email", **fields) -> Member:
+    member = MemberFactory(**fields)
+    ConsentFactory(member=member, channel=channel)
+    return member
