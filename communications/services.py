@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -109,7 +110,7 @@ def mailing_cancel(*, mailing: Mailing) -> Mailing:
 
 # --- the scheduler tick ---------------------------------------------------------------------
 
-def mailings_tick(*, now: datetime | None = None) -> dict[str, int]:
+def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
     """Run by the periodic scheduler: start due mailings and keep sending ones moving.
 
     All state lives in the database, so a restarted scheduler or worker picks up exactly where
@@ -136,7 +137,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, int]:
     for mailing_id in stalled:
         if not mailing_complete_if_done(mailing_id=mailing_id):
             mailing_dispatch_enqueue(mailing_id=mailing_id)
-    return {"started": len(due), "in_doubt": in_doubt, "stalled": len(stalled)}
+    return {"started": due, "in_doubt": in_doubt, "stalled": stalled}
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from communications import services
 
 
 @shared_task(ignore_result=True)
-def start_due_mailings() -> dict[str, int]:
+def start_due_mailings() -> dict[str, Any]:
     return services.mailings_tick()
 
 

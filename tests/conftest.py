@@ -1,6 +1,24 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import logging
+
 import pytest
+from django.db import connection
+
+from config.celery import app as celery_app
+from tests.peers.smtp import SmtpPeer
+
+ROOT = Path(__file__).resolve().parent.parent
+# aiosmtpd logs every SMTP command at INFO; keep failure output readable.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @pytest.fixture
@@ -14,3 +32,51 @@ def marketer(django_user_model):
 def marketer_client(client, marketer):
     client.force_login(marketer)
     return client
+
+
+@pytest.fixture
+def smtp_peer() -> Iterator[SmtpPeer]:
+    peer = SmtpPeer().start()
+    yield peer
+    peer.stop()
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float = 30, interval: float = 0.2,
+               what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
+    """A real `celery worker --beat` process on Redis, reading and writing the test database."""
+    celery_app.control.purge()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CONN_MAX_AGE": "0",
+        "ENGAGE_SCHEDULER_TICK": "0.5",
+        "ENGAGE_VAR_DIR": str(tmp_path),
+        "ENGAGE_BATCH_SIZE": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--pool=solo",
+         "--loglevel=INFO", f"--schedule={tmp_path / 'beat-schedule'}", "--without-mingle",
+         "--without-gossip"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    if "Traceback" in output:
+        print(output)  # shown by pytest when the test fails

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from communications.models import Mailing, Message
+from communications.services import mailing_prepare, mailing_schedule
+from tests.campaigns.factories import TargetGroupFactory
+from tests.communications.factories import MailingFactory
+from tests.members.factories import ConsentFactory, MemberFactory, consenting_member
+
+pytestmark = pytest.mark.django_db
+
+
+def _prepare(mailing: Mailing) -> int:
+    mailing_schedule(mailing=mailing)
+    return mailing_prepare(mailing_id=mailing.pk)
+
+
+def _statuses(mailing: Mailing) -> dict[int, tuple[str, str]]:
+    return {
+        m.member_id: (m.status, m.skip_reason) for m in Message.objects.filter(mailing=mailing)
+    }
+
+
+def test_every_member_of_the_target_group_gets_one_message_row():
+    members = [consenting_member() for _ in range(3)]
+    mailing = MailingFactory()
+
+    written = _prepare(mailing)
+
+    assert written == 3
+    assert set(_statuses(mailing)) == {m.pk for m in members}
+    mailing.refresh_from_db()
+    assert mailing.state == Mailing.State.SENDING
+
+
+def test_member_without_consent_is_skipped_as_opted_out():
+    member = MemberFactory()
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "opted_out")
+
+
+def test_member_who_withdrew_consent_is_skipped_as_opted_out():
+    member = MemberFactory()
+    ConsentFactory(member=member, state="withdrawn")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "opted_out")
+
+
+def test_sms_consent_does_not_make_a_member_reachable_by_email():
+    member = consenting_member(channel="sms")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "opted_out")
+
+
+def test_consenting_member_without_address_is_skipped_as_no_address():
+    member = consenting_member(email="")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "no_address")
+
+
+def test_consenting_member_with_address_is_queued_with_that_address():
+    member = consenting_member()
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    message = Message.objects.get(mailing=mailing)
+    assert (message.status, message.address) == ("queued", member.email)
+
+
+def test_only_members_matching_the_target_group_rules_are_included():
+    german = consenting_member(language="de")
+    consenting_member(language="fr")
+    mailing = MailingFactory(
+        target_group=TargetGroupFactory(rules=[{"field": "language", "op": "eq", "value": "de"}])
+    )
+
+    _prepare(mailing)
+
+    assert set(_statuses(mailing)) == {german.pk}
+
+
+def test_a_second_start_writes_nothing_more():
+    consenting_member()
+    mailing = MailingFactory()
+    _prepare(mailing)
+
+    again = mailing_prepare(mailing_id=mailing.pk)
+
+    assert again == 0
+    assert Message.objects.filter(mailing=mailing).count() == 1
+
+
+@pytest.mark.parametrize("audience", [3, 30])
+def test_snapshot_is_one_insert_whatever_the_audience_size(audience):
+    for _ in range(audience):
+        consenting_member()
+    mailing = MailingFactory()
+    mailing_schedule(mailing=mailing)
+
+    with CaptureQueriesContext(connection) as queries:
+        mailing_prepare(mailing_id=mailing.pk)
+
+    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1
+    assert "SELECT" in inserts[0]
+    assert len(queries) <= 6
