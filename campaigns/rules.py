@@ -20,6 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from members.models import Channel, Consent, Member
@@ -31,11 +32,14 @@ def _parse_text(value: Any) -> str:
     return value
 
 
-def _parse_datetime(value: Any) -> dt.datetime | dt.date:
+def _parse_datetime(value: Any) -> dt.datetime:
+    """An ISO date or date-time; a date means its midnight, naive means the program's zone."""
     if isinstance(value, str):
-        parsed = parse_datetime(value) or parse_date(value)
+        parsed = parse_datetime(value)
+        if parsed is None and (day := parse_date(value)) is not None:
+            parsed = dt.datetime.combine(day, dt.time.min)
         if parsed is not None:
-            return parsed
+            return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
     raise ValueError("must be an ISO date or date-time")
 
 

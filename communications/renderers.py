@@ -32,12 +32,18 @@ MAX_OUTPUT_CHARS = 200_000
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    # Big exponents and string repetition are the classic ways to make a sandbox burn CPU/RAM.
+    # Repetition and big powers are the classic ways to make a sandboxed template burn CPU and
+    # memory before any output limit can be checked, so they are capped before they run.
+    intercepted_binops = frozenset({"*", "**"})
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator in ("**", "*") and any(
-            isinstance(v, int | float) and abs(v) > 10_000 for v in (left, right)
-        ):
-            raise ValueError(f"operand too large for {operator!r}")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 100:
+            raise ValueError("exponent too large")
+        if operator == "*":
+            sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+            factors = [v for v in (left, right) if isinstance(v, int) and not isinstance(v, bool)]
+            if sizes and factors and sizes[0] * abs(factors[0]) > MAX_OUTPUT_CHARS:
+                raise ValueError("repetition too large")
         return super().call_binop(context, operator, left, right)
 
 

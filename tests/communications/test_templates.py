@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from communications.renderers import CompiledTemplate, member_context, template_validate
+from tests.communications.factories import TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_template_with_known_placeholders_is_valid():
+    template_validate(channel="email", subject="Hi {{ member.first_name }}",
+                      body="{{ member.full_name }} / {{ member.external_id }}")
+
+
+def test_unknown_member_placeholder_is_rejected_on_the_field_that_has_it():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="email", subject="Hi", body="Hello {{ member.shoe_size }}")
+
+    assert "member.shoe_size" in error.value.message_dict["body"][0]
+
+
+def test_unknown_top_level_name_is_rejected():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="email", subject="Hi {{ coupon }}", body="x")
+
+    assert "coupon" in error.value.message_dict["subject"][0]
+
+
+def test_syntax_error_names_the_line():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="email", subject="Hi", body="line one\n{{ member.first_name ")
+
+    assert "line 2" in error.value.message_dict["body"][0]
+
+
+def test_email_template_needs_a_subject():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="email", subject="", body="x")
+
+    assert "subject" in error.value.message_dict
+
+
+def test_saving_a_template_through_model_validation_rejects_unknown_placeholders():
+    template = TemplateFactory.build(body="{{ member.password }}")
+
+    with pytest.raises(ValidationError) as error:
+        template.full_clean()
+
+    assert "body" in error.value.message_dict
+
+
+def test_rendering_fills_the_member_placeholders():
+    template = CompiledTemplate(subject="Hi {{ member.first_name }}",
+                                body="Dear {{ member.full_name }} ({{ member.external_id }})")
+    member = member_context({"member__first_name": "Ann", "member__last_name": "Lee",
+                             "member__external_id": "M1"})
+
+    rendered = template.render(member)
+
+    assert (rendered.subject, rendered.body) == ("Hi Ann", "Dear Ann Lee (M1)")
+
+
+def test_html_body_escapes_member_values():
+    template = CompiledTemplate(subject="x", body="x", html_body="<p>{{ member.first_name }}</p>")
+    member = member_context({"member__first_name": "<script>"})
+
+    assert template.render(member).html_body == "<p>&lt;script&gt;</p>"
+
+
+def test_sandbox_refuses_to_reach_python_internals():
+    template = CompiledTemplate(subject="x", body="{{ member.first_name.__class__.__mro__ }}")
+
+    with pytest.raises(Exception, match="unsafe|attribute"):
+        template.render(member_context({"member__first_name": "Ann"}))
+
+
+def test_sandbox_refuses_huge_repetition():
+    template = CompiledTemplate(subject="x", body="{{ member.first_name * 100000000 }}")
+
+    with pytest.raises(ValueError, match="too large"):
+        template.render(member_context({"member__first_name": "Ann"}))
