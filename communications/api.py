@@ -19,7 +19,6 @@ class MailingViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
-    ordering = "-id"
 
     def get_queryset(self):
         return mailings_with_counts()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
@@ -16,7 +17,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        with celery_app.connection_for_write() as broker:
+        with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as broker:
             broker.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001  (any broker failure means "not healthy")

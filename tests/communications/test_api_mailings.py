@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from communications.services import mailing_prepare, mailing_schedule
+from tests.communications.factories import MailingFactory
+from tests.members.factories import MemberFactory, consenting_member
+
+pytestmark = pytest.mark.django_db
+
+
+def test_mailings_are_listed_with_their_status_counters(marketer_client):
+    consenting_member()
+    consenting_member(email="")
+    MemberFactory()
+    mailing = mailing_schedule(mailing=MailingFactory(name="Spring offers"))
+    mailing_prepare(mailing_id=mailing.pk)
+
+    response = marketer_client.get("/api/v1/mailings/")
+
+    assert response.status_code == 200
+    [row] = response.json()["results"]
+    assert row["name"] == "Spring offers"
+    assert row["state"] == "sending"
+    assert row["channel"] == "email"
+    counts = row["status_counts"]
+    assert (counts["total"], counts["queued"], counts["skipped"]) == (3, 1, 2)
+    assert counts["skipped_by_reason"] == {"no_address": 1, "opted_out": 1}
+
+
+def test_one_mailing_can_be_read_by_id(marketer_client):
+    mailing = MailingFactory()
+
+    response = marketer_client.get(f"/api/v1/mailings/{mailing.pk}/")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == mailing.pk
+
+
+def test_mailings_can_be_filtered_by_state(marketer_client):
+    MailingFactory()
+    scheduled = mailing_schedule(mailing=MailingFactory())
+
+    response = marketer_client.get("/api/v1/mailings/", {"state": "scheduled"})
+
+    assert [row["id"] for row in response.json()["results"]] == [scheduled.pk]
+
+
+def test_mailings_api_is_read_only(marketer_client):
+    response = marketer_client.post("/api/v1/mailings/", {"name": "x"})
+
+    assert response.status_code == 405
+
+
+def test_mailings_api_refuses_anonymous_callers(client):
+    response = client.get("/api/v1/mailings/")
+
+    assert response.status_code in (401, 403)
+
+
+def test_mailings_api_refuses_non_staff_users(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("member", password="x" * 20))
+
+    response = client.get("/api/v1/mailings/")
+
+    assert response.status_code == 403
+
+
+def test_openapi_schema_describes_the_mailings_endpoint(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    schema = response.json()
+    assert "/api/v1/mailings/" in schema["paths"]
+    assert "status_counts" in schema["components"]["schemas"]["Mailing"]["properties"]
+
+
+def test_api_docs_page_is_served_without_a_cdn(client):
+    response = client.get("/api/schema/docs/")
+
+    assert response.status_code == 200
+    assert b"swagger-ui" in response.content
+    assert b"cdn.jsdelivr" not in response.content
