@@ -325,40 +325,65 @@ def messages_record_results(*, results: Sequence[SendResult],
                             attempts: dict[int, int]) -> dict[str, int]:
     """Write a batch's outcomes back in bulk: one UPDATE per outcome kind, none per row."""
     now = timezone.now()
-    sent: list[Message] = []
-    failed: list[Message] = []
+    sent: list[tuple[Any, ...]] = []
+    failed: list[tuple[Any, ...]] = []
+    in_doubt: list[tuple[Any, ...]] = []
     retry: list[int] = []
-    in_doubt: list[Message] = []
     for result in results:
         error = result.error
         if error is None:
-            sent.append(Message(pk=result.message_id, status=Status.SENT,
-                                provider_id=result.provider_id, cost=result.cost, sent_at=now,
-                                updated_at=now))
+            sent.append((result.message_id, result.provider_id, result.cost))
         elif error.in_doubt:
-            in_doubt.append(Message(pk=result.message_id, status=Status.UNKNOWN,
-                                    error_code=error.code, error=error.message, updated_at=now))
+            in_doubt.append((result.message_id, error.code, error.message))
         elif not error.permanent and attempts.get(result.message_id, 0) < MAX_ATTEMPTS:
             retry.append(result.message_id)
         else:
-            failed.append(Message(pk=result.message_id, status=Status.FAILED,
-                                  error_code=error.code, error=error.message, updated_at=now))
+            failed.append((result.message_id, error.code, error.message))
     with transaction.atomic():
-        if sent:
-            Message.objects.bulk_update(
-                sent, ["status", "provider_id", "cost", "sent_at", "updated_at"], batch_size=1000
-            )
-        for rows in (failed, in_doubt):
-            if rows:
-                Message.objects.bulk_update(
-                    rows, ["status", "error_code", "error", "updated_at"], batch_size=1000
-                )
+        _messages_set(rows=sent, columns=("provider_id", "cost"),
+                      fixed={"status": Status.SENT, "sent_at": now, "updated_at": now})
+        _messages_set(rows=failed, columns=("error_code", "error"),
+                      fixed={"status": Status.FAILED, "updated_at": now})
+        _messages_set(rows=in_doubt, columns=("error_code", "error"),
+                      fixed={"status": Status.UNKNOWN, "updated_at": now})
         if retry:
             Message.objects.filter(pk__in=retry, status=Status.SENDING).update(
                 status=Status.QUEUED, claimed_at=None, updated_at=now
             )
     return {"sent": len(sent), "failed": len(failed), "unknown": len(in_doubt),
             "retry": len(retry)}
+
+
+# Columns whose VALUES may all be NULL need a type, or PostgreSQL reads them as text.
+_COLUMN_CASTS = {"cost": "NUMERIC"}
+_ROWS_PER_STATEMENT = 1000
+
+
+def _messages_set(*, rows: Sequence[tuple[Any, ...]], columns: Sequence[str],
+                  fixed: dict[str, Any]) -> None:
+    """UPDATE message rows from a VALUES list: `rows` are (id, *columns) tuples.
+
+    Django's bulk_update builds a CASE per column per row, which costs more than the send
+    itself at a few hundred rows; a joined VALUES list is one cheap statement (PostgreSQL and
+    SQLite 3.33+ both speak UPDATE ... FROM).
+    """
+    qn = connection.ops.quote_name
+    table = qn(Message._meta.db_table)
+    names = ", ".join(qn(name) for name in ("id", *columns))
+    assignments = ", ".join(
+        [f"{qn(c)} = CAST(v.{qn(c)} AS {_COLUMN_CASTS[c]})" if c in _COLUMN_CASTS
+         else f"{qn(c)} = v.{qn(c)}" for c in columns]
+        + [f"{qn(c)} = %s" for c in fixed]
+    )
+    row_sql = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            cursor.execute(
+                f"WITH v ({names}) AS (VALUES {', '.join([row_sql] * len(chunk))}) "
+                f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{qn('id')} = v.{qn('id')}",
+                [value for row in chunk for value in row] + list(fixed.values()),
+            )
 
 
 def mailing_complete_if_done(*, mailing_id: int) -> bool:
