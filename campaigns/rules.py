@@ -98,7 +98,8 @@ def _values_q(lookup: str, parse: Callable[[Any], Any], op: Any, value: Any, pat
               ops: frozenset[str]) -> Q:
     if op not in ops:
         raise ValidationError(
-            {f"{path}.op": f"operator {op!r} does not apply here; use one of {', '.join(sorted(ops))}"}
+            {f"{path}.op": f"operator {op!r} does not apply here; "
+                           f"use one of {', '.join(sorted(ops))}"}
         )
     try:
         if op == "eq":

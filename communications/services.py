@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -128,10 +128,10 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
 
     in_doubt = messages_mark_unconfirmed_unknown(now=now)
 
+    quiet_since = now - timedelta(seconds=REDISPATCH_AFTER_SECONDS)
     stalled = list(
         Mailing.objects.filter(state=State.SENDING)
-        .filter(Q(last_dispatch_at__isnull=True)
-                | Q(last_dispatch_at__lt=now - timezone.timedelta(seconds=REDISPATCH_AFTER_SECONDS)))
+        .filter(Q(last_dispatch_at__isnull=True) | Q(last_dispatch_at__lt=quiet_since))
         .values_list("pk", flat=True)
     )
     for mailing_id in stalled:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from campaigns.rules import rules_compile, rules_members
 from campaigns.selectors import target_group_size
+from members.models import Member
 from tests.campaigns.factories import TargetGroupFactory
 from tests.loyalty.factories import LoyaltyAccountFactory, TierFactory
 from tests.members.factories import ConsentFactory, MemberFactory
@@ -49,9 +52,9 @@ def test_field_in_selects_members_with_any_of_the_values():
 def test_date_range_with_an_open_end_selects_members_after_the_start():
     old = MemberFactory()
     new = MemberFactory()
-    type(old).objects.filter(pk=old.pk).update(created_at=timezone.now() - timezone.timedelta(days=400))
+    Member.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=400))
 
-    since = (timezone.now() - timezone.timedelta(days=30)).date().isoformat()
+    since = (timezone.now() - timedelta(days=30)).date().isoformat()
     assert _ids([{"field": "created_at", "op": "range", "value": [since, None]}]) == {new.pk}
 
 
