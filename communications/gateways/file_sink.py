@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.mail import EmailMultiAlternatives
 
 from communications.gateways.base import BaseGateway, OutboundMessage, SendResult, register
+from communications.gateways.email_message import email_message_build
 
 
 @register
@@ -38,13 +38,8 @@ class FileSinkGateway(BaseGateway):
         results = []
         for outbound in batch:
             message_id = self.message_id_header(outbound.message_id)
-            email = EmailMultiAlternatives(
-                subject=outbound.subject, body=outbound.body,
-                from_email=self.config.sender or None, to=[outbound.address],
-                headers={"Message-ID": message_id, **outbound.headers},
-            )
-            if outbound.html_body:
-                email.attach_alternative(outbound.html_body, "text/html")
+            email = email_message_build(outbound, sender=self.config.sender,
+                                        message_id=message_id)
             path = self._directory / f"message-{outbound.message_id}.eml"
             path.write_bytes(email.message().as_bytes())
             results.append(SendResult(outbound.message_id, provider_id=path.name,

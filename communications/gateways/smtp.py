@@ -10,7 +10,6 @@ import smtplib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 
 from communications.gateways.base import (
@@ -20,6 +19,7 @@ from communications.gateways.base import (
     SendResult,
     register,
 )
+from communications.gateways.email_message import email_message_build
 
 
 def _reply_text(code: int, reply: bytes | str) -> str:
@@ -71,13 +71,8 @@ class SmtpGateway(BaseGateway):
                 results.append(SendResult(outbound.message_id, error=lost))
                 continue
             message_id = self.message_id_header(outbound.message_id)
-            email = EmailMultiAlternatives(
-                subject=outbound.subject, body=outbound.body,
-                from_email=self.config.sender or None, to=[outbound.address],
-                headers={"Message-ID": message_id, **outbound.headers},
-            )
-            if outbound.html_body:
-                email.attach_alternative(outbound.html_body, "text/html")
+            email = email_message_build(outbound, sender=self.config.sender,
+                                        message_id=message_id)
             try:
                 connection.sendmail(
                     email.from_email, [outbound.address],
