@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-import django_filters
-from rest_framework import viewsets
+from collections.abc import Callable
 
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from communications import services
 from communications.models import Mailing
 from communications.selectors import mailings_with_counts
-from communications.serializers import MailingSerializer
+from communications.serializers import MailingScheduleSerializer, MailingSerializer
 
 
 class MailingFilter(django_filters.FilterSet):
@@ -15,10 +23,39 @@ class MailingFilter(django_filters.FilterSet):
 
 
 class MailingViewSet(viewsets.ReadOnlyModelViewSet):
-    """Mailings with their message counters per status (read-only for now)."""
+    """Mailings with their message counters per status, and their state changes."""
 
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
 
     def get_queryset(self):
         return mailings_with_counts()
+
+    def _transition(self, change: Callable[[Mailing], Mailing]) -> Response:
+        try:
+            mailing = change(self.get_object())
+        except DjangoValidationError as exc:
+            # The service names the field to fix; DRF turns the dict into a 400 body.
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return Response(MailingSerializer(mailing, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=MailingScheduleSerializer, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
+    def schedule(self, request: Request, pk: str | None = None) -> Response:
+        """Schedule the mailing at `scheduled_at` (now when omitted)."""
+        payload = MailingScheduleSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        at = payload.validated_data.get("scheduled_at")
+        return self._transition(lambda m: services.mailing_schedule(mailing=m, at=at))
+
+    @extend_schema(request=None, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """Start the mailing now instead of at its scheduled time."""
+        return self._transition(lambda m: services.mailing_start_now(mailing=m))
+
+    @extend_schema(request=None, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel the mailing; messages not yet sent end as cancelled."""
+        return self._transition(lambda m: services.mailing_cancel(mailing=m))

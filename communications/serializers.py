@@ -36,3 +36,7 @@ class MailingSerializer(serializers.ModelSerializer):
     @extend_schema_field(MailingStatusCountsSerializer)
     def get_status_counts(self, mailing: Mailing) -> dict[str, Any]:
         return mailing_status_counts(mailing=mailing)
+
+
+class MailingScheduleSerializer(serializers.Serializer):
+    scheduled_at = serializers.DateTimeField(required=False)

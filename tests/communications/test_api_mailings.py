@@ -46,7 +46,7 @@ def test_mailings_can_be_filtered_by_state(marketer_client):
     assert [row["id"] for row in response.json()["results"]] == [scheduled.pk]
 
 
-def test_mailings_api_is_read_only(marketer_client):
+def test_mailings_cannot_be_created_or_edited_through_the_api(marketer_client):
     response = marketer_client.post("/api/v1/mailings/", {"name": "x"})
 
     assert response.status_code == 405
@@ -81,3 +81,56 @@ def test_api_docs_page_is_served_without_a_cdn(client):
     assert response.status_code == 200
     assert b"swagger-ui" in response.content
     assert b"cdn.jsdelivr" not in response.content
+
+
+def test_a_complete_mailing_can_be_scheduled_through_the_api(marketer_client):
+    mailing = MailingFactory()
+
+    response = marketer_client.post(
+        f"/api/v1/mailings/{mailing.pk}/schedule/",
+        {"scheduled_at": "2030-01-02T09:00:00Z"}, content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    assert response.json()["state"] == "scheduled"
+    assert response.json()["scheduled_at"].startswith("2030-01-02T09:00:00")
+
+
+def test_scheduling_without_a_gateway_answers_400_naming_the_field(marketer_client):
+    mailing = MailingFactory(gateway=None)
+
+    response = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/schedule/",
+                                    content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"gateway": ["a mailing needs a gateway"]}
+
+
+def test_a_malformed_schedule_time_answers_400_naming_the_field(marketer_client):
+    mailing = MailingFactory()
+
+    response = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/schedule/",
+                                    {"scheduled_at": "next tuesday"},
+                                    content_type="application/json")
+
+    assert response.status_code == 400
+    assert "scheduled_at" in response.json()
+
+
+def test_a_scheduled_mailing_can_be_cancelled_through_the_api(marketer_client):
+    mailing = mailing_schedule(mailing=MailingFactory())
+
+    response = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/cancel/")
+
+    assert response.status_code == 200
+    assert response.json()["state"] == "cancelled"
+
+
+def test_cancelling_twice_answers_400_naming_the_state(marketer_client):
+    mailing = mailing_schedule(mailing=MailingFactory())
+    marketer_client.post(f"/api/v1/mailings/{mailing.pk}/cancel/")
+
+    response = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/cancel/")
+
+    assert response.status_code == 400
+    assert "state" in response.json()
