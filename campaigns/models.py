@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -44,4 +45,12 @@ class TargetGroup(models.Model):
     def clean(self) -> None:
         from campaigns.rules import rules_validate
 
-        rules_validate(self.rules)
+        try:
+            rules_validate(self.rules)
+        except ValidationError as error:
+            # Errors are keyed by the path of the bad rule (`rules[2].op`), which is no model
+            # field: keep the path in the text and put them on `rules` where forms show them.
+            raise ValidationError({"rules": [
+                message if path == "rules" else f"{path}: {message}"
+                for path, messages in error.message_dict.items() for message in messages
+            ]}) from error

@@ -87,6 +87,7 @@ class Mailing(models.Model):
                              editable=False)
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failure_reason = models.TextField(blank=True, editable=False)
     last_dispatch_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

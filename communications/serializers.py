@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from communications.models import Mailing
-from communications.selectors import mailing_status_counts
+from communications.selectors import mailing_counts_from_annotations, mailing_status_counts
 
 
 class MailingStatusCountsSerializer(serializers.Serializer):
@@ -29,12 +29,15 @@ class MailingSerializer(serializers.ModelSerializer):
         model = Mailing
         fields = [
             "id", "name", "state", "channel", "campaign", "target_group", "template", "gateway",
-            "scheduled_at", "started_at", "completed_at", "created_at", "status_counts",
+            "scheduled_at", "started_at", "completed_at", "failure_reason", "created_at",
+            "status_counts",
         ]
         read_only_fields = fields
 
     @extend_schema_field(MailingStatusCountsSerializer)
     def get_status_counts(self, mailing: Mailing) -> dict[str, Any]:
+        if hasattr(mailing, "count_queued"):
+            return mailing_counts_from_annotations(mailing)
         return mailing_status_counts(mailing=mailing)
 
 

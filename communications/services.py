@@ -162,11 +162,20 @@ def mailing_prepare(*, mailing_id: int) -> int:
     with transaction.atomic():
         mailing = (
             Mailing.objects.select_for_update(of=("self",))
-            .select_related("template", "target_group")
+            .select_related("template", "target_group", "gateway")
             .filter(pk=mailing_id, state=State.SCHEDULED)
             .first()
         )
         if mailing is None:
+            return 0
+        # What was true when it was scheduled may not be now (a gateway deactivated since).
+        errors = mailing_schedulable_errors(mailing=mailing)
+        if errors:
+            mailing.state = State.FAILED
+            mailing.completed_at = timezone.now()
+            mailing.failure_reason = "; ".join(f"{field}: {text}" for field, text in errors.items())
+            mailing.save(update_fields=["state", "completed_at", "failure_reason"])
+            logger.warning("mailing %s failed to start: %s", mailing_id, mailing.failure_reason)
             return 0
         written = _audience_snapshot(mailing=mailing)
         mailing.state = State.SENDING

@@ -34,8 +34,9 @@ mailing = Mailing.objects.create(
     name="embedded",
     target_group=TargetGroup.objects.create(
         name="Eves", rules=[{"field": "first_name", "op": "eq", "value": "Eve"}]),
-    template=Template.objects.create(name="t", channel="email", subject="Hi {{ member.first_name }}",
-                                     body="Hello {{ member.external_id }}"),
+    template=Template.objects.create(
+        name="t", channel="email", subject="Hi {{ member.first_name }}",
+        body="Hello {{ member.external_id }}"),
     gateway=Gateway.objects.create(name="sink", channel="email", provider="file_sink"))
 mailing_schedule(mailing=mailing)
 """

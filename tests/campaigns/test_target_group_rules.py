@@ -119,4 +119,4 @@ def test_target_group_with_invalid_rules_fails_model_validation():
     with pytest.raises(ValidationError) as error:
         group.full_clean()
 
-    assert "rules[0].op" in error.value.message_dict
+    assert error.value.message_dict["rules"][0].startswith("rules[0].op: ")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from communications.services import mailing_prepare, mailing_schedule
 from tests.communications.factories import MailingFactory
@@ -134,3 +136,17 @@ def test_cancelling_twice_answers_400_naming_the_state(marketer_client):
 
     assert response.status_code == 400
     assert "state" in response.json()
+
+
+def test_listing_mailings_costs_the_same_queries_for_one_or_many(marketer_client):
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert marketer_client.get("/api/v1/mailings/").status_code == 200
+        return len(queries)
+
+    MailingFactory()
+    one = queries_for_list()
+    for _ in range(4):
+        MailingFactory()
+
+    assert queries_for_list() == one

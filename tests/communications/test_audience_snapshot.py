@@ -120,3 +120,17 @@ def test_snapshot_is_one_insert_whatever_the_audience_size(audience):
     assert len(inserts) == 1
     assert "SELECT" in inserts[0]
     assert len(queries) <= 6
+
+
+def test_a_due_mailing_whose_gateway_was_deactivated_fails_with_the_reason():
+    consenting_member()
+    mailing = mailing_schedule(mailing=MailingFactory())
+    type(mailing.gateway).objects.filter(pk=mailing.gateway_id).update(is_active=False)
+
+    written = mailing_prepare(mailing_id=mailing.pk)
+
+    mailing.refresh_from_db()
+    assert written == 0
+    assert mailing.state == Mailing.State.FAILED
+    assert mailing.failure_reason == "gateway: this gateway is not active"
+    assert not Message.objects.filter(mailing=mailing).exists()

@@ -14,7 +14,7 @@ class MemberFactory(factory.django.DjangoModelFactory):
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
     email = factory.LazyAttribute(lambda m: f"{m.external_id.lower()}@members.example.com")
-    phone = factory.Sequence(lambda n: f"+4915{n:09d}"[:13])
+    phone = factory.Sequence(lambda n: f"+49151{n:08d}")
     language = "en"
     timezone = "Europe/Berlin"
 

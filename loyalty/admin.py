@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "rank"]
+    search_fields = ["name", "code"]
+
+
+@admin.register(LoyaltyAccount)
+class LoyaltyAccountAdmin(admin.ModelAdmin):
+    list_display = ["member", "tier", "tier_since", "points_balance"]
+    list_filter = ["tier"]
+    list_select_related = ["member", "tier"]
+    search_fields = ["=member__external_id", "=member__email", "=member__phone"]
+    search_help_text = "Exact external id, email or phone of the member."
+    show_full_result_count = False
+    # A select of every member would render a million options.
+    raw_id_fields = ["member"]
+
+    def get_readonly_fields(self, request: HttpRequest,
+                            obj: LoyaltyAccount | None = None) -> Sequence[str]:
+        # The member is the primary key: changing it would create another account.
+        return ["member"] if obj is not None else []
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "category", "price"]
+    list_filter = ["category"]
+    search_fields = ["=sku", "name"]
+    show_full_result_count = False
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    raw_id_fields = ["product"]
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "member", "placed_at", "total", "currency"]
+    list_select_related = ["member"]
+    search_fields = ["=external_id", "=member__external_id"]
+    search_help_text = "Exact order id or external id of the member."
+    show_full_result_count = False
+    raw_id_fields = ["member"]
+    inlines = [OrderLineInline]
