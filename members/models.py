@@ -34,13 +34,13 @@ def validate_timezone(value: str) -> None:
 
 class Member(models.Model):
     external_id = models.CharField(
-        max_length=64, unique=True, help_text="The member's id in the loyalty engine."
+        max_length=64, help_text="The member's id in the loyalty engine."
     )
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
-    email = models.EmailField(blank=True, db_index=True)
+    email = models.EmailField(blank=True)
     phone = models.CharField(
-        max_length=16, blank=True, db_index=True, validators=[validate_e164],
+        max_length=16, blank=True, validators=[validate_e164],
         help_text="E.164, for example +4915112345678.",
     )
     language = models.CharField(max_length=8, default="en")
@@ -50,6 +50,16 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Declared here rather than with unique=/db_index= on the fields: on PostgreSQL those
+        # also build a second, pattern-ops index per column that every insert pays for and
+        # no query uses.
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="member_external_id_unique")
+        ]
+        indexes = [
+            models.Index(fields=["email"], name="member_email_idx"),
+            models.Index(fields=["phone"], name="member_phone_idx"),
+        ]
 
     def __str__(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
@@ -80,7 +90,10 @@ class Consent(models.Model):
         API = "api", "API"
         ADMIN = "admin", "Admin"
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="consents")
+    # Covered by the unique (member, channel, purpose) index.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="consents", db_index=False
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.MARKETING)
     state = models.CharField(max_length=16, choices=State.choices)
