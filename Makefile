@@ -40,7 +40,7 @@ run: install
 	@DEBUG=1 $(BIN)/python manage.py migrate --no-input -v0
 	@DEBUG=1 $(BIN)/python manage.py demo_setup
 	@bash -c 'set -m; trap "kill 0" EXIT INT TERM; \
-	  DEBUG=1 $(BIN)/celery -A config worker --beat --pool=solo --loglevel=WARNING \
+	  DEBUG=1 $(BIN)/celery --quiet -A config worker --beat --pool=solo --loglevel=WARNING \
 	    --schedule=var/celerybeat-schedule & \
 	  DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000'
 

@@ -118,11 +118,13 @@ def _demo_mailing_ensure(*, created_by: AbstractBaseUser) -> Mailing:
         "starts_on": today, "ends_on": today + timedelta(days=30),
         "budget": Decimal("500.00"), "currency": "EUR",
     })
-    email_subscribers = _first_or_create(TargetGroup, {"name": "Email subscribers"}, {
+    _first_or_create(TargetGroup, {"name": "Email subscribers"}, {
         "description": "Members who granted marketing consent for email.",
         "rules": [{"field": "consent", "op": "has", "value": "email"}],
     })
-    _first_or_create(TargetGroup, {"name": "Everyone"}, {
+    # The demo mailing goes to everyone so its counters show members skipped for want of
+    # consent or address, not only the ones sent to.
+    everyone = _first_or_create(TargetGroup, {"name": "Everyone"}, {
         "description": "Every member.", "rules": [],
     })
     template = _first_or_create(Template, {"name": "Welcome back"}, {
@@ -134,7 +136,7 @@ def _demo_mailing_ensure(*, created_by: AbstractBaseUser) -> Mailing:
         "sender": "Engage demo shop <hello@shop.example.com>",
     })
     mailing = _first_or_create(Mailing, {"name": DEMO_MAILING}, {
-        "campaign": campaign, "target_group": email_subscribers, "template": template,
+        "campaign": campaign, "target_group": everyone, "template": template,
         "gateway": gateway, "created_by": created_by,
     })
     return mailing
