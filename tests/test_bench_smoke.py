@@ -1,0 +1,43 @@
+"""The benchmark's own parts at tiny size: its JSON line and the bare-client ceiling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.results import Measured, result_line
+from bench.smtp_sink import INSTALL_HINT, SmtpSink, bare_client_rate, smtp_sink_path
+
+FIXED_KEYS = ["scenario", "n", "value", "unit", "target", "runs"]
+
+
+def test_result_line_has_exactly_the_six_keys_in_order():
+    line = result_line(scenario="dispatch_smtp", unit="msg/s", target=1000,
+                       measured=Measured(n=100_000, value=1523.4, runs=3))
+
+    assert list(json.loads(line)) == FIXED_KEYS
+    assert json.loads(line) == {"scenario": "dispatch_smtp", "n": 100_000, "value": 1523.4,
+                                "unit": "msg/s", "target": 1000, "runs": 3}
+
+
+def test_result_line_puts_a_scenarios_extra_keys_after_the_six():
+    line = result_line(scenario="segment_count", unit="s", target=1.0,
+                       measured=Measured(n=10, value=0.5, runs=1, extra={"what": "a group"}))
+
+    assert list(json.loads(line)) == [*FIXED_KEYS, "what"]
+
+
+def test_bare_client_pushes_every_message_into_smtp_sink():
+    if smtp_sink_path() is None:
+        pytest.skip(f"smtp-sink is not installed ({INSTALL_HINT})")
+
+    # when
+    with SmtpSink() as sink:
+        rate = bare_client_rate(host=sink.host, port=sink.port, messages=200)
+
+    # then: every message was accepted (smtplib raises on any refusal) at a plausible rate
+    assert rate > 50
+    line = json.loads(result_line(scenario="smtp_sink_ceiling", unit="msg/s", target=None,
+                                  measured=Measured(n=200, value=rate, runs=1)))
+    assert line["value"] == round(rate, 3)
