@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from campaigns.models import Campaign, TargetGroup
-from members.models import Channel, Member
+from members.models import Channel, Member, SubscriptionCategory
 
 
 class Gateway(models.Model):
@@ -82,6 +82,11 @@ class Mailing(models.Model):
     gateway = models.ForeignKey(
         Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
     )
+    category = models.ForeignKey(
+        SubscriptionCategory, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="mailings",
+        help_text="Members who withdrew from this subscription category are skipped.",
+    )
     scheduled_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT,
                              editable=False)
@@ -109,7 +114,11 @@ class Mailing(models.Model):
 
 
 class Message(models.Model):
-    """One recipient of one mailing on one channel, and what became of it."""
+    """One recipient of one mailing on one channel, and what became of it.
+
+    A message without a mailing is transactional (a double opt-in confirmation, a sign-in
+    code): its rendered `content` is stored with it because no template row describes it.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -121,13 +130,17 @@ class Message(models.Model):
         UNKNOWN = "unknown", "Unknown (in doubt)"
 
     class SkipReason(models.TextChoices):
-        OPTED_OUT = "opted_out", "No marketing consent on the channel"
+        MEMBER_INACTIVE = "inactive", "Member blocked or erased"
         NO_ADDRESS = "no_address", "No address for the channel"
+        SUPPRESSED = "suppressed", "Address on the suppression list"
+        OPTED_OUT = "opted_out", "No marketing consent on the channel or category"
+        UNCONFIRMED = "unconfirmed", "Email address not confirmed (double opt-in)"
 
     # Both foreign keys are covered by the composite indexes below; their own indexes would only
     # slow the audience snapshot down.
     mailing = models.ForeignKey(
-        Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False
+        Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False, null=True,
+        blank=True,
     )
     member = models.ForeignKey(
         Member, on_delete=models.CASCADE, related_name="messages", db_index=False
@@ -141,6 +154,8 @@ class Message(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    content = models.JSONField(null=True, blank=True,
+                               help_text="Subject and body of a transactional message.")
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

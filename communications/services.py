@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from campaigns.selectors import target_group_members
@@ -30,11 +30,12 @@ from communications.gateways import (
 )
 from communications.models import Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
-from members.models import Channel, Consent
+from members.models import Channel, Consent, Member, Suppression
 
 logger = logging.getLogger(__name__)
 
 Status = Message.Status
+SkipReason = Message.SkipReason
 State = Mailing.State
 
 # Which Member column holds a channel's address.
@@ -186,45 +187,67 @@ def mailing_prepare(*, mailing_id: int) -> int:
     return written
 
 
+def _skip_reason(*, mailing: Mailing, channel: str, address_field: str) -> Case:
+    """Why a member of the audience must not get this mailing ('' = send), first rule wins.
+
+    Consent, suppression and double opt-in are the law here, so they are decided in the same
+    statement that freezes the audience: nothing queued can be against them at snapshot time.
+    """
+    no_address = Q(**{address_field: ""}) | Q(**{f"{address_field}__isnull": True})
+    suppressed = Exists(Suppression.objects.filter(channel=channel,
+                                                   address=OuterRef(address_field)))
+    consented = Exists(Consent.objects.filter(
+        member=OuterRef("pk"), channel=channel, purpose=Consent.Purpose.MARKETING,
+        category=None, state=Consent.State.GRANTED,
+    ))
+    whens = [
+        When(~Q(status=Member.Status.ACTIVE), then=Value(SkipReason.MEMBER_INACTIVE)),
+        When(no_address, then=Value(SkipReason.NO_ADDRESS)),
+        When(suppressed, then=Value(SkipReason.SUPPRESSED)),
+        When(~consented, then=Value(SkipReason.OPTED_OUT)),
+    ]
+    if mailing.category_id is not None:
+        category_withdrawn = Exists(Consent.objects.filter(
+            member=OuterRef("pk"), channel=channel, purpose=Consent.Purpose.MARKETING,
+            category_id=mailing.category_id, state=Consent.State.WITHDRAWN,
+        ))
+        whens.append(When(category_withdrawn, then=Value(SkipReason.OPTED_OUT)))
+    if channel == Channel.EMAIL and settings.ENGAGE_EMAIL_DOUBLE_OPT_IN:
+        whens.append(When(email_verified_at__isnull=True, then=Value(SkipReason.UNCONFIRMED)))
+    return Case(*whens, default=Value(""), output_field=CharField())
+
+
 def _audience_snapshot(*, mailing: Mailing) -> int:
     channel = mailing.template.channel
     address_field = ADDRESS_FIELDS[channel]
     now = timezone.now()
-    no_address = Q(**{address_field: ""}) | Q(**{f"{address_field}__isnull": True})
-    consented = Exists(Consent.objects.filter(
-        member=OuterRef("pk"), channel=channel, purpose=Consent.Purpose.MARKETING,
-        state=Consent.State.GRANTED,
-    ))
-    columns = {
-        "mailing_id": Value(mailing.pk),
-        "member_id": F("pk"),
-        "channel": Value(channel),
-        "address": F(address_field),
-        "status": Case(When(no_address, then=Value(Status.SKIPPED)),
-                       When(~consented, then=Value(Status.SKIPPED)),
-                       default=Value(Status.QUEUED)),
-        "skip_reason": Case(When(no_address, then=Value(Message.SkipReason.NO_ADDRESS)),
-                            When(~consented, then=Value(Message.SkipReason.OPTED_OUT)),
-                            default=Value("")),
-        "attempts": Value(0),
-        "provider_id": Value(""),
-        "error_code": Value(""),
-        "error": Value(""),
-        "created_at": Value(now),
-        "updated_at": Value(now),
-    }
-    aliases = {f"_snap_{name}": expression for name, expression in columns.items()}
     select = (
         target_group_members(target_group=mailing.target_group)
         .order_by()
-        .annotate(**aliases)
-        .values(*aliases)
+        .annotate(_snap_address=F(address_field),
+                  _snap_reason=_skip_reason(mailing=mailing, channel=channel,
+                                            address_field=address_field))
+        .values("pk", "_snap_address", "_snap_reason")
     )
     select_sql, params = select.query.sql_with_params()
-    table = connection.ops.quote_name(Message._meta.db_table)
-    column_sql = ", ".join(connection.ops.quote_name(name) for name in columns)
+    qn = connection.ops.quote_name
+    table = qn(Message._meta.db_table)
+    # The skip reason is computed once in the inner select and the status derived from it
+    # outside, so the consent and suppression lookups run once per member, not twice.
+    columns = {
+        "mailing_id": "%s", "member_id": "snap.pk", "channel": "%s",
+        "address": "snap._snap_address",
+        "status": "CASE WHEN snap._snap_reason = '' THEN %s ELSE %s END",
+        "skip_reason": "snap._snap_reason", "attempts": "0", "provider_id": "''",
+        "error_code": "''", "error": "''", "created_at": "%s", "updated_at": "%s",
+    }
+    outer_params = [mailing.pk, channel, Status.QUEUED, Status.SKIPPED, now, now]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} ({column_sql}) {select_sql}", params)
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+            f"SELECT {', '.join(columns.values())} FROM ({select_sql}) snap",
+            outer_params + list(params),
+        )
         return cursor.rowcount
 
 

@@ -209,6 +209,19 @@ ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-ma
 ENGAGE_CLAIM_TIMEOUT = timedelta(seconds=env.int("ENGAGE_CLAIM_TIMEOUT", default=900))
 ENGAGE_DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Engage <noreply@localhost>")
 DEFAULT_FROM_EMAIL = ENGAGE_DEFAULT_FROM_EMAIL
+# Where members reach Engage from outside: unsubscribe and confirmation links are built on it.
+ENGAGE_PUBLIC_URL = env.str("ENGAGE_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Double opt-in: a granted email consent counts only once the member confirmed the address.
+ENGAGE_EMAIL_DOUBLE_OPT_IN = env.bool("ENGAGE_EMAIL_DOUBLE_OPT_IN", default=False)
+# The gateway (by name) that sends transactional email such as confirmations; blank means the
+# first active email gateway.
+ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY = env.str("ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY", default="")
+# Inbound SMS that withdraw SMS consent, compared case-insensitively to the whole message.
+ENGAGE_SMS_STOP_KEYWORDS = env.list(
+    "ENGAGE_SMS_STOP_KEYWORDS",
+    default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP", "ARRET",
+             "ARRÊT", "BAJA", "СТОП", "ОТПИСАТЬСЯ", "ОТПИСКА"],
+)
 
 LOGGING = {
     "version": 1,

@@ -47,7 +47,7 @@ from django.utils import timezone
 from members.models import Consent, Member
 for i in range(150):
     member = Member.objects.create(external_id=f"W{i}", email=f"w{i}@example.com")
-    Consent.objects.create(member=member, channel="email", state="granted", source="admin",
+    Consent.objects.create(member=member, channel="email", state="granted", source="support",
                            recorded_at=timezone.now())
 print("web writes done")
 """

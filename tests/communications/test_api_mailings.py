@@ -27,7 +27,8 @@ def test_mailings_are_listed_with_their_status_counters(marketer_client):
     assert row["channel"] == "email"
     counts = row["status_counts"]
     assert (counts["total"], counts["queued"], counts["skipped"]) == (3, 1, 2)
-    assert counts["skipped_by_reason"] == {"no_address": 1, "opted_out": 1}
+    assert counts["skipped_by_reason"] == {"inactive": 0, "no_address": 1, "suppressed": 0,
+                                           "opted_out": 1, "unconfirmed": 0}
 
 
 def test_one_mailing_can_be_read_by_id(marketer_client):
