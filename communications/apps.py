@@ -7,3 +7,4 @@ class CommunicationsConfig(AppConfig):
 
     def ready(self) -> None:
         from communications import checks  # noqa: F401  (registers system checks)
+        from communications import transactional  # noqa: F401  (registers member hooks)

@@ -318,7 +318,7 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
             message_id=row["pk"], address=row["address"], subject=rendered.subject,
             body=rendered.body, html_body=rendered.html_body,
         ))
-    results = render_failures + _send(gateway=mailing.gateway, batch=outbound)
+    results = render_failures + gateway_send(gateway=mailing.gateway, batch=outbound)
     attempts = {row["pk"]: row["attempts"] for row in rows}
     counts = messages_record_results(results=results, attempts=attempts)
     if counts.get("retry"):
@@ -332,7 +332,8 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
     return {"claimed": len(ids), **counts}
 
 
-def _send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    """Send a batch through one gateway row: open, send, close; a failed open fails them all."""
     if not batch:
         return []
     config = GatewayConfig(

@@ -22,3 +22,10 @@ def prepare_mailing(mailing_id: int) -> int:
 @shared_task(ignore_result=True)
 def dispatch_batch(mailing_id: int) -> dict[str, int]:
     return services.message_batch_dispatch(mailing_id=mailing_id)
+
+
+@shared_task(ignore_result=True)
+def send_transactional_message(message_id: int) -> str:
+    from communications.transactional import transactional_message_send
+
+    return transactional_message_send(message_id=message_id)

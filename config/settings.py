@@ -213,6 +213,8 @@ DEFAULT_FROM_EMAIL = ENGAGE_DEFAULT_FROM_EMAIL
 ENGAGE_PUBLIC_URL = env.str("ENGAGE_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Double opt-in: a granted email consent counts only once the member confirmed the address.
 ENGAGE_EMAIL_DOUBLE_OPT_IN = env.bool("ENGAGE_EMAIL_DOUBLE_OPT_IN", default=False)
+ENGAGE_EMAIL_CONFIRMATION_MAX_AGE = env.int("ENGAGE_EMAIL_CONFIRMATION_MAX_AGE",
+                                            default=7 * 24 * 3600)
 # The gateway (by name) that sends transactional email such as confirmations; blank means the
 # first active email gateway.
 ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY = env.str("ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY", default="")

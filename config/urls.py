@@ -6,6 +6,7 @@ from config.health import healthz
 
 api_v1 = [
     path("", include("communications.urls")),
+    path("", include("members.urls")),
 ]
 
 urlpatterns = [
@@ -14,5 +15,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Pages members reach from a message, without signing in: unsubscribe, preferences,
+    # address confirmation.
+    path("", include("members.public_urls")),
+    # Inbound calls from providers (SMS replies, receipts), each authenticated by signature.
+    path("hooks/", include("communications.webhook_urls")),
     path("healthz", healthz, name="healthz"),
 ]

@@ -8,7 +8,13 @@ from communications.models import Mailing, Message
 from communications.services import mailing_prepare, mailing_schedule
 from tests.campaigns.factories import TargetGroupFactory
 from tests.communications.factories import MailingFactory
-from tests.members.factories import ConsentFactory, MemberFactory, consenting_member
+from members.services import consent_record, suppression_add
+from tests.members.factories import (
+    ConsentFactory,
+    MemberFactory,
+    SubscriptionCategoryFactory,
+    consenting_member,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +140,63 @@ def test_a_due_mailing_whose_gateway_was_deactivated_fails_with_the_reason():
     assert mailing.state == Mailing.State.FAILED
     assert mailing.failure_reason == "gateway: this gateway is not active"
     assert not Message.objects.filter(mailing=mailing).exists()
+
+
+@pytest.mark.parametrize("status", ["blocked", "erased"])
+def test_blocked_or_erased_member_is_skipped_as_inactive(status):
+    member = consenting_member(status=status)
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "inactive")
+
+
+def test_member_whose_address_is_suppressed_is_skipped_as_suppressed():
+    member = consenting_member(email="bounced@example.com")
+    suppression_add(channel="email", address="Bounced@Example.com", reason="hard_bounce")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "suppressed")
+
+
+def test_suppressing_a_phone_does_not_stop_email():
+    member = consenting_member(phone="+4915123456789")
+    suppression_add(channel="sms", address="+49 151 23456789", reason="manual")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("queued", "")
+
+
+def test_member_who_left_a_subscription_category_is_skipped_for_that_category_only():
+    news = SubscriptionCategoryFactory(code="news")
+    offers = SubscriptionCategoryFactory(code="offers")
+    member = consenting_member()
+    consent_record(member=member, channel="email", category=news, action="withdraw",
+                   source="account_page")
+    news_mailing = MailingFactory(category=news)
+    offers_mailing = MailingFactory(category=offers)
+
+    _prepare(news_mailing)
+    _prepare(offers_mailing)
+
+    assert _statuses(news_mailing)[member.pk] == ("skipped", "opted_out")
+    assert _statuses(offers_mailing)[member.pk] == ("queued", "")
+
+
+def test_snapshot_stays_one_statement_with_every_compliance_rule(settings):
+    settings.ENGAGE_EMAIL_DOUBLE_OPT_IN = True
+    for _ in range(5):
+        consenting_member()
+    mailing = MailingFactory(category=SubscriptionCategoryFactory())
+    mailing_schedule(mailing=mailing)
+
+    with CaptureQueriesContext(connection) as queries:
+        mailing_prepare(mailing_id=mailing.pk)
+
+    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1

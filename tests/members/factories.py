@@ -3,7 +3,7 @@ from __future__ import annotations
 import factory
 from django.utils import timezone
 
-from members.models import Consent, Member
+from members.models import Consent, Member, SubscriptionCategory
 
 
 class MemberFactory(factory.django.DjangoModelFactory):
@@ -35,3 +35,12 @@ def consenting_member(*, channel: str = "email", **fields) -> Member:
     member = MemberFactory(**fields)
     ConsentFactory(member=member, channel=channel)
     return member
+
+
+class SubscriptionCategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SubscriptionCategory
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"category-{n}")
+    name = factory.LazyAttribute(lambda c: c.code.replace("-", " ").title())
