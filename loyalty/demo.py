@@ -28,7 +28,7 @@ from django.db import connection, models, transaction
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
-from members.models import Consent, Member
+from members.models import Consent, ConsentEvent, Member
 
 MEMBER_SPAN = timedelta(days=3 * 365)  # members joined over the last three years
 ORDER_SPAN = timedelta(days=2 * 365)  # and ordered over the last two
@@ -108,8 +108,8 @@ def demo_seed(members: int, orders_per_member: float = 3, seed: int | None = Non
 
     rng = random.Random(seed)
     writer = _writer()
-    counts = dict.fromkeys(("members", "consents", "loyalty_accounts", "orders", "order_lines",
-                            "products", "tiers"), 0)
+    counts = dict.fromkeys(("members", "consents", "consent_events", "loyalty_accounts",
+                            "orders", "order_lines", "products", "tiers"), 0)
     with transaction.atomic():
         tier_ids, counts["tiers"] = _tiers_ensure()
         products, counts["products"] = _products_ensure()
@@ -240,13 +240,19 @@ def _baskets(rng: random.Random, products: Sequence[tuple[int, str, int]],
 
 
 MEMBER_COLUMNS = ("id", "external_id", "first_name", "last_name", "email", "phone", "language",
-                  "timezone", "created_at", "updated_at")
+                  "timezone", "registered_at", "created_at", "updated_at")
 CONSENT_COLUMNS = ("member", "channel", "purpose", "state", "source", "recorded_at")
+# The ledger behind every current consent: a grant, and for withdrawn ones the withdrawal.
+CONSENT_EVENT_COLUMNS = ("member", "channel", "purpose", "action", "source", "recorded_at",
+                         "consent_text")
 ACCOUNT_COLUMNS = ("member", "tier", "tier_since", "points_balance")
 ORDER_COLUMNS = ("id", "member", "external_id", "placed_at", "total", "currency")
 LINE_COLUMNS = ("order", "product", "quantity", "unit_price")
 
 GRANTED, WITHDRAWN = Consent.State.GRANTED.value, Consent.State.WITHDRAWN.value
+GRANT, WITHDRAW = ConsentEvent.Action.GRANT.value, ConsentEvent.Action.WITHDRAW.value
+CONSENT_TEXT = {"email": "Yes, send me offers and news by email.",
+                "sms": "Yes, send me offers by SMS."}
 MARKETING = Consent.Purpose.MARKETING.value
 GRANT_SOURCES = ("import", "import", "import", "account_page", "app")
 EMAIL_WITHDRAW_SOURCES = ("unsubscribe_link", "unsubscribe_link", "account_page")
@@ -285,6 +291,7 @@ class _Generator:
 
         members: list[tuple[Any, ...]] = []
         consents: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
         accounts: list[tuple[Any, ...]] = []
         order_specs: list[tuple[int, datetime, _Basket]] = []
         for member_id in writer.reserve_ids(Member, size):
@@ -302,27 +309,29 @@ class _Generator:
             joined = member_start + joined_s * second
             members.append((
                 member_id, f"M{member_id:09d}", first, last, email, phone, pool.language,
-                pool.timezones[int(random() * len(pool.timezones))], joined, joined,
+                pool.timezones[int(random() * len(pool.timezones))], joined, joined, joined,
             ))
 
-            if email:
+            for channel, has_address, granted_share, consented_share, withdraw_sources in (
+                    ("email", email, 0.78, 0.9, EMAIL_WITHDRAW_SOURCES),
+                    ("sms", phone, 0.625, 0.75, SMS_WITHDRAW_SOURCES)):
+                if not has_address:
+                    continue
                 r = random()
-                if r < 0.78:
-                    consents.append((member_id, "email", MARKETING, GRANTED,
-                                     GRANT_SOURCES[int(random() * 5)], joined))
-                elif r < 0.9:
-                    consents.append((member_id, "email", MARKETING, WITHDRAWN,
-                                     EMAIL_WITHDRAW_SOURCES[int(random() * 3)],
-                                     joined + int(random() * (member_span - joined_s)) * second))
-            if phone:
-                r = random()
-                if r < 0.625:
-                    consents.append((member_id, "sms", MARKETING, GRANTED,
-                                     GRANT_SOURCES[int(random() * 5)], joined))
-                elif r < 0.75:
-                    consents.append((member_id, "sms", MARKETING, WITHDRAWN,
-                                     SMS_WITHDRAW_SOURCES[int(random() * 3)],
-                                     joined + int(random() * (member_span - joined_s)) * second))
+                if r >= consented_share:
+                    continue
+                source = GRANT_SOURCES[int(random() * 5)]
+                events.append((member_id, channel, MARKETING, GRANT, source, joined,
+                               CONSENT_TEXT[channel]))
+                if r < granted_share:
+                    consents.append((member_id, channel, MARKETING, GRANTED, source, joined))
+                else:
+                    source = withdraw_sources[int(random() * 3)]
+                    withdrawn = joined + int(random() * (member_span - joined_s)) * second
+                    events.append((member_id, channel, MARKETING, WITHDRAW, source, withdrawn,
+                                   ""))
+                    consents.append((member_id, channel, MARKETING, WITHDRAWN, source,
+                                     withdrawn))
 
             n_orders = int(math.log(1.0 - random()) / log_q) if log_q is not None else 0
             spent = 0
@@ -353,10 +362,12 @@ class _Generator:
 
         writer.write(Member, MEMBER_COLUMNS, members)
         writer.write(Consent, CONSENT_COLUMNS, consents)
+        writer.write(ConsentEvent, CONSENT_EVENT_COLUMNS, events)
         writer.write(LoyaltyAccount, ACCOUNT_COLUMNS, accounts)
         writer.write(Order, ORDER_COLUMNS, orders)
         writer.write(OrderLine, LINE_COLUMNS, lines)
         return {"members": len(members), "consents": len(consents),
+                "consent_events": len(events),
                 "loyalty_accounts": len(accounts), "orders": len(orders),
                 "order_lines": len(lines)}
 
@@ -435,7 +446,8 @@ class _CopyWriter(_Writer):
 
     def analyze(self) -> None:
         # Fresh statistics, so the first segment count after a big seed gets a sane plan.
-        tables = [m._meta.db_table for m in (Member, Consent, LoyaltyAccount, Order, OrderLine)]
+        tables = [m._meta.db_table for m in (Member, Consent, ConsentEvent, LoyaltyAccount,
+                                                 Order, OrderLine)]
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {', '.join(map(connection.ops.quote_name, tables))}")
 

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Sum
 
 from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
-from members.models import Consent, Member, validate_e164, validate_timezone
+from members.models import Consent, ConsentEvent, Member, validate_e164, validate_timezone
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +76,18 @@ def test_seeded_marketing_consents_are_granted_for_most_and_withdrawn_for_some()
     assert counts[("sms", "withdrawn")] > 0
     assert not Consent.objects.filter(channel="email", member__email="").exists()
     assert not Consent.objects.filter(channel="sms", member__phone="").exists()
+
+
+def test_every_seeded_consent_is_backed_by_its_ledger_events():
+    # when
+    seed(200, seed=4)
+
+    # then: a grant for each, and a later withdrawal for each withdrawn one
+    for consent in Consent.objects.all():
+        actions = list(ConsentEvent.objects.filter(
+            member=consent.member_id, channel=consent.channel).order_by("recorded_at")
+            .values_list("action", flat=True))
+        assert actions == (["grant"] if consent.state == "granted" else ["grant", "withdraw"])
 
 
 def test_every_order_has_lines_and_its_total_is_the_sum_of_its_lines():

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from loyalty.demo import demo_seed
 
-TABLES = (("members", "members"), ("consents", "consents"),
+TABLES = (("members", "members"), ("consents", "consents"), ("consent_events", "consent events"),
           ("loyalty_accounts", "loyalty accounts"), ("orders", "orders"),
           ("order_lines", "order lines"), ("products", "products"), ("tiers", "tiers"))
 
