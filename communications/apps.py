@@ -6,5 +6,8 @@ class CommunicationsConfig(AppConfig):
     verbose_name = "Communications"
 
     def ready(self) -> None:
-        from communications import checks  # noqa: F401  (registers system checks)
-        from communications import transactional  # noqa: F401  (registers member hooks)
+        from communications import (
+            checks,  # noqa: F401  (registers system checks)
+            privacy,  # noqa: F401  (registers member export/erase hooks)
+            transactional,  # noqa: F401  (registers member hooks)
+        )

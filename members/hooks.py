@@ -14,6 +14,6 @@ from typing import Any
 EMAIL_CONFIRMATION_REQUESTED: list[Callable[[int], None]] = []
 # (member) -> {section: data}: the member's data another app holds, for a privacy export.
 MEMBER_EXPORT: list[Callable[[Any], dict[str, Any]]] = []
-# (member) -> None: anonymize what another app holds about the member, inside erasure's
-# transaction.
-MEMBER_ERASE: list[Callable[[Any], None]] = []
+# (member) -> {what: count} or None: anonymize what another app holds about the member, inside
+# erasure's transaction; the counts go into the audit entry.
+MEMBER_ERASE: list[Callable[[Any], dict[str, int] | None]] = []

@@ -6,6 +6,7 @@ from members.services.consents import (
     consent_withdraw_all,
     email_double_opt_in_pending,
 )
+from members.services.privacy import member_data_export, member_erase
 from members.services.profiles import (
     custom_attributes_validate,
     email_normalize,
@@ -30,4 +31,6 @@ __all__ = [
     "phone_normalize",
     "suppression_add",
     "suppression_remove",
+    "member_data_export",
+    "member_erase",
 ]
