@@ -2,7 +2,8 @@
 
 Marketers write templates, so they are untrusted code: they render in an immutable sandbox over
 plain dicts (never model instances), with undefined names an error and the output size capped.
-Placeholders are checked against `MEMBER_PLACEHOLDERS` when a template is saved.
+Placeholders are checked against `MEMBER_PLACEHOLDERS` (and the channel's
+`MESSAGE_PLACEHOLDERS`) when a template is saved.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 MEMBER_PLACEHOLDERS = frozenset(
     {"first_name", "last_name", "full_name", "email", "phone", "external_id", "language"}
 )
+# Top-level names a channel's templates may use besides `member`, filled per message by the
+# dispatcher. Only email carries an unsubscribe link (RFC 8058 List-Unsubscribe goes with it).
+MESSAGE_PLACEHOLDERS: dict[str, frozenset[str]] = {"email": frozenset({"unsubscribe_url"})}
 # Member columns a renderer needs, as `Message.objects.values()` paths.
 MEMBER_VALUE_PATHS = {
     "first_name": "member__first_name",
@@ -51,10 +55,10 @@ _env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_n
 _html_env = _Environment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
 
 
-def _unknown_placeholders(ast: nodes.Template) -> set[str]:
+def _unknown_placeholders(ast: nodes.Template, *, names: frozenset[str]) -> set[str]:
     unknown: set[str] = set()
     for name in ast.find_all(nodes.Name):
-        if name.ctx == "load" and name.name != "member":
+        if name.ctx == "load" and name.name != "member" and name.name not in names:
             unknown.add(name.name)
     for getattr_node in ast.find_all(nodes.Getattr):
         target = getattr_node.node
@@ -73,6 +77,7 @@ def _unknown_placeholders(ast: nodes.Template) -> set[str]:
 def template_validate(*, channel: str, subject: str, body: str, html_body: str = "") -> None:
     """Raise ValidationError naming the field whose syntax or placeholders are wrong."""
     errors: dict[str, str] = {}
+    names = MESSAGE_PLACEHOLDERS.get(channel, frozenset())
     for field, source in (("subject", subject), ("body", body), ("html_body", html_body)):
         if not source:
             continue
@@ -81,11 +86,12 @@ def template_validate(*, channel: str, subject: str, body: str, html_body: str =
         except TemplateSyntaxError as exc:
             errors[field] = f"template syntax error on line {exc.lineno}: {exc.message}"
             continue
-        unknown = _unknown_placeholders(ast)
+        unknown = _unknown_placeholders(ast, names=names)
         if unknown:
             errors[field] = (
                 f"unknown placeholder(s): {', '.join(sorted(unknown))}; available: "
-                + ", ".join(f"member.{p}" for p in sorted(MEMBER_PLACEHOLDERS))
+                + ", ".join([f"member.{p}" for p in sorted(MEMBER_PLACEHOLDERS)]
+                            + sorted(names))
             )
     if channel == "email" and not subject:
         errors.setdefault("subject", "an email needs a subject")
@@ -108,8 +114,11 @@ class CompiledTemplate:
         self._body = _compile(body, html=False)
         self._html = _compile(html_body, html=True) if html_body else None
 
-    def render(self, member: Mapping[str, Any]) -> Rendered:
-        context = {"member": member}
+    def render(self, member: Mapping[str, Any], *, unsubscribe_url: str | None = None
+               ) -> Rendered:
+        context: dict[str, Any] = {"member": member}
+        if unsubscribe_url is not None:
+            context["unsubscribe_url"] = unsubscribe_url
         rendered = Rendered(
             subject=" ".join(self._subject.render(context).split()),
             body=self._body.render(context),

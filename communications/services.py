@@ -31,6 +31,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
 from members.models import Channel, Consent, Member, Suppression
+from members.unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
 
@@ -301,15 +302,18 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
     mailing = Mailing.objects.select_related("template", "gateway").get(pk=mailing_id)
     rows = list(
         Message.objects.filter(pk__in=ids).order_by("pk")
-        .values("pk", "address", "attempts", *member_value_paths())
+        .values("pk", "member_id", "address", "attempts", *member_value_paths())
     )
     template = CompiledTemplate(subject=mailing.template.subject, body=mailing.template.body,
                                 html_body=mailing.template.html_body)
+    is_email = mailing.template.channel == Channel.EMAIL
     outbound: list[OutboundMessage] = []
     render_failures: list[SendResult] = []
     for row in rows:
+        link = (unsubscribe_url(member_id=row["member_id"], channel=Channel.EMAIL,
+                                mailing_id=mailing_id) if is_email else None)
         try:
-            rendered = template.render(member_context(row))
+            rendered = template.render(member_context(row), unsubscribe_url=link)
         except Exception as exc:  # noqa: BLE001  (a template failing for one member fails only them)
             render_failures.append(SendResult(row["pk"], error=GatewayError(
                 f"template failed for this member: {exc}", code="render", permanent=True)))
@@ -317,6 +321,7 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
         outbound.append(OutboundMessage(
             message_id=row["pk"], address=row["address"], subject=rendered.subject,
             body=rendered.body, html_body=rendered.html_body,
+            headers=_list_unsubscribe_headers(link) if link else {},
         ))
     results = render_failures + gateway_send(gateway=mailing.gateway, batch=outbound)
     attempts = {row["pk"]: row["attempts"] for row in rows}
@@ -330,6 +335,16 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
         )
     mailing_complete_if_done(mailing_id=mailing_id)
     return {"claimed": len(ids), **counts}
+
+
+def _list_unsubscribe_headers(link: str) -> dict[str, str]:
+    """RFC 2369 + RFC 8058 one-click: bulk senders to Gmail and Yahoo must carry both.
+
+    Providers honour one-click only on an https link in a DKIM-signed message, so
+    ENGAGE_PUBLIC_URL must be https in production and the relay must sign these headers.
+    """
+    return {"List-Unsubscribe": f"<{link}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:

@@ -1,1 +1,8 @@
-urlpatterns: list = []
+from django.urls import path
+
+from communications import webhooks
+
+# Included at "hooks/" (config/urls.py).
+urlpatterns = [
+    path("sms/<int:gateway_id>/inbound", webhooks.sms_inbound, name="sms-inbound"),
+]

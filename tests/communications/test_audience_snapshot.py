@@ -6,9 +6,9 @@ from django.test.utils import CaptureQueriesContext
 
 from communications.models import Mailing, Message
 from communications.services import mailing_prepare, mailing_schedule
+from members.services import consent_record, suppression_add
 from tests.campaigns.factories import TargetGroupFactory
 from tests.communications.factories import MailingFactory
-from members.services import consent_record, suppression_add
 from tests.members.factories import (
     ConsentFactory,
     MemberFactory,
