@@ -87,7 +87,7 @@ class GatewayAdmin(admin.ModelAdmin):
 TEMPLATE_FIELDS = ["name", "channel", "language", "subject", "body", "html_body"]
 PLACEHOLDERS_HELP = "Placeholders: " + ", ".join(
     f"{{{{ member.{name} }}}}" for name in sorted(MEMBER_PLACEHOLDERS)
-) + "."
+) + "; in email also {{ unsubscribe_url }} (the member's one-click unsubscribe link)."
 
 
 class TemplateForm(forms.ModelForm):
