@@ -44,3 +44,13 @@ class SubscriptionCategoryFactory(factory.django.DjangoModelFactory):
 
     code = factory.Sequence(lambda n: f"category-{n}")
     name = factory.LazyAttribute(lambda c: c.code.replace("-", " ").title())
+
+
+class CustomAttributeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.CustomAttribute"
+        django_get_or_create = ("key",)
+
+    key = factory.Sequence(lambda n: f"attribute_{n}")
+    label = factory.LazyAttribute(lambda a: a.key.replace("_", " ").capitalize())
+    type = "string"
