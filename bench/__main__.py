@@ -32,6 +32,7 @@ class Scenario:
 # Run in this order: the seed first, the long worker_rss_growth last.
 SCENARIOS = {s.name: s for s in [
     Scenario("seed_members", "rows/s", None, False, "bench.seed.seed_members"),
+    Scenario("import_members", "rows/s", 20000, False, "bench.imports.import_members"),
     Scenario("segment_count", "s", 1.0, True, "bench.segments.segment_count"),
     Scenario("audience_snapshot", "s", None, True, "bench.snapshot.audience_snapshot"),
     Scenario("dispatch_smtp", "msg/s", 1000, True, "bench.dispatch.dispatch_smtp"),

@@ -1,4 +1,5 @@
-"""The benchmark's own parts at tiny size: its JSON line and the bare-client ceiling."""
+"""The benchmark's own parts at tiny size: its JSON line, the bare-client ceiling, and the
+import_members run on a small file."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 import pytest
 
+from bench.imports import ATTRIBUTE, HEADER, csv_write, import_rolled_back
 from bench.results import Measured, result_line
 from bench.smtp_sink import INSTALL_HINT, SmtpSink, bare_client_rate, smtp_sink_path
+from members.models import CustomAttribute, Member
 
 FIXED_KEYS = ["scenario", "n", "value", "unit", "target", "runs"]
 
@@ -41,3 +44,21 @@ def test_bare_client_pushes_every_message_into_smtp_sink():
     line = json.loads(result_line(scenario="smtp_sink_ceiling", unit="msg/s", target=None,
                                   measured=Measured(n=200, value=rate, runs=1)))
     assert line["value"] == round(rate, 3)
+
+
+@pytest.mark.django_db
+def test_import_members_run_imports_every_generated_row_then_leaves_nothing(tmp_path):
+    CustomAttribute.objects.create(key=ATTRIBUTE, label="Favourite store")
+    path = tmp_path / "members.csv"
+    csv_write(path, 400)
+
+    seconds, report = import_rolled_back(path)
+
+    # the generated rows are all valid, with consents to record
+    assert report.bad_rows == []
+    assert (report.rows, report.created) == (400, 400)
+    assert report.consent_events > 200
+    assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(HEADER)
+    # and every run starts from the same state
+    assert not Member.objects.exists()
+    assert seconds > 0

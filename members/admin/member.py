@@ -25,6 +25,7 @@ from members.admin.common import (
     identifier_q,
     saved_adopt,
 )
+from members.admin_import import MemberImportExportMixin
 from members.models import (
     Channel,
     Consent,
@@ -196,7 +197,7 @@ class ConsentChangeForm(forms.Form):
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(MemberImportExportMixin, admin.ModelAdmin):
     form = MemberAdminForm
     list_display = ["external_id", "name", "email", "phone", "status", "tier", "language",
                     "created_at"]
