@@ -104,3 +104,30 @@ def test_worker_and_web_write_to_sqlite_together_and_the_mailing_completes(tmp_p
             "SELECT status, COUNT(*) FROM communications_message GROUP BY status").fetchall())
     assert statuses == {"sent": 120}
     assert len(list((tmp_path / "sent-mail").glob("gateway-*/*.eml"))) == 120
+
+
+def test_member_import_and_export_work_on_sqlite(tmp_path):
+    # given: the embedded database and a small CSV with members and their consents
+    assert _manage(tmp_path, "migrate", "-v0").returncode == 0
+    source = tmp_path / "members.csv"
+    source.write_text(
+        "external_id,first_name,email,phone,consent.email,consent.sms\n"
+        "S1,Ana,Ana@Example.com,+4915123456789,granted,withdrawn\n"
+        "S2,Ben,ben@example.com,,granted,\n",
+        encoding="utf-8",
+    )
+
+    # when
+    imported = _manage(tmp_path, "import_members", str(source))
+    exported = _manage(tmp_path, "export_members")
+
+    # then: the rows are in, normalized, with their ledger, and come back out
+    assert imported.returncode == 0, imported.stderr
+    with sqlite3.connect(tmp_path / "engage.sqlite3") as db:
+        members = db.execute(
+            "SELECT external_id, email FROM members_member ORDER BY external_id").fetchall()
+        events = db.execute("SELECT COUNT(*) FROM members_consentevent").fetchone()[0]
+    assert members == [("S1", "ana@example.com"), ("S2", "ben@example.com")]
+    assert events == 3
+    assert exported.returncode == 0, exported.stderr
+    assert "S1,Ana," in exported.stdout and "ana@example.com" in exported.stdout
