@@ -31,7 +31,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
 from members.models import Channel, Consent, Member, Suppression
-from members.unsubscribe import unsubscribe_url
+from members.unsubscribe import unsubscribe_urls
 
 logger = logging.getLogger(__name__)
 
@@ -306,12 +306,13 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
     )
     template = CompiledTemplate(subject=mailing.template.subject, body=mailing.template.body,
                                 html_body=mailing.template.html_body)
-    is_email = mailing.template.channel == Channel.EMAIL
+    links = (unsubscribe_urls(member_ids=[row["member_id"] for row in rows],
+                              channel=Channel.EMAIL, mailing_id=mailing_id)
+             if mailing.template.channel == Channel.EMAIL else {})
     outbound: list[OutboundMessage] = []
     render_failures: list[SendResult] = []
     for row in rows:
-        link = (unsubscribe_url(member_id=row["member_id"], channel=Channel.EMAIL,
-                                mailing_id=mailing_id) if is_email else None)
+        link = links.get(row["member_id"])
         try:
             rendered = template.render(member_context(row), unsubscribe_url=link)
         except Exception as exc:  # noqa: BLE001  (a template failing for one member fails only them)

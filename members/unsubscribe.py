@@ -12,6 +12,7 @@ HMAC over a few characters: no JSON, no compression, no database.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -39,13 +40,17 @@ def _signer() -> Signer:
     return Signer(salt=_SALT, sep=_SEPARATOR)
 
 
-def unsubscribe_token(*, member_id: int, channel: str, mailing_id: int | None = None) -> str:
+def _payload(*, member_id: int, channel: str, mailing_id: int | None) -> str:
     if channel not in Channel.values:
         raise ValueError(f"unknown channel {channel!r}")
     parts = [str(int(member_id)), channel]
     if mailing_id is not None:
         parts.append(str(int(mailing_id)))
-    return _signer().sign(_SEPARATOR.join(parts))
+    return _SEPARATOR.join(parts)
+
+
+def unsubscribe_token(*, member_id: int, channel: str, mailing_id: int | None = None) -> str:
+    return _signer().sign(_payload(member_id=member_id, channel=channel, mailing_id=mailing_id))
 
 
 def unsubscribe_token_read(token: str) -> UnsubscribeToken:
@@ -73,7 +78,25 @@ def unsubscribe_token_member(token: str) -> tuple[UnsubscribeToken, Member]:
     return data, member
 
 
+def unsubscribe_urls(*, member_ids: Iterable[int], channel: str,
+                     mailing_id: int | None = None) -> dict[int, str]:
+    """{member id: absolute link} for a batch: the preference page and the RFC 8058 POST target.
+
+    Resolving the URL and building the signer cost more than the signature itself, so they
+    happen once per batch, not once per message.
+    """
+    placeholder = "TOKEN"
+    page = settings.ENGAGE_PUBLIC_URL + reverse("members-public:unsubscribe", args=[placeholder])
+    head, tail = page.split(placeholder)
+    signer = _signer()
+    return {
+        member_id: head + signer.sign(_payload(member_id=member_id, channel=channel,
+                                                mailing_id=mailing_id)) + tail
+        for member_id in member_ids
+    }
+
+
 def unsubscribe_url(*, member_id: int, channel: str, mailing_id: int | None = None) -> str:
-    """The absolute link a message carries: the preference page, and the RFC 8058 POST target."""
-    token = unsubscribe_token(member_id=member_id, channel=channel, mailing_id=mailing_id)
-    return settings.ENGAGE_PUBLIC_URL + reverse("members-public:unsubscribe", args=[token])
+    """The absolute link one message carries (see `unsubscribe_urls`)."""
+    return unsubscribe_urls(member_ids=[member_id], channel=channel,
+                            mailing_id=mailing_id)[member_id]
