@@ -3,9 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import django_filters
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +13,7 @@ from communications import services
 from communications.models import Mailing
 from communications.selectors import mailings_with_counts
 from communications.serializers import MailingScheduleSerializer, MailingSerializer
+from config.api import service_call
 
 
 class MailingFilter(django_filters.FilterSet):
@@ -32,11 +32,7 @@ class MailingViewSet(viewsets.ReadOnlyModelViewSet):
         return mailings_with_counts()
 
     def _transition(self, change: Callable[[Mailing], Mailing]) -> Response:
-        try:
-            mailing = change(self.get_object())
-        except DjangoValidationError as exc:
-            # The service names the field to fix; DRF turns the dict into a 400 body.
-            raise serializers.ValidationError(exc.message_dict) from exc
+        mailing = service_call(lambda: change(self.get_object()))
         return Response(MailingSerializer(mailing, context=self.get_serializer_context()).data)
 
     @extend_schema(request=MailingScheduleSerializer, responses=MailingSerializer)

@@ -6,10 +6,9 @@ ValidationError from it (a dict naming the fields) becomes a 400 with the same k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api import service_call
 from members import selectors
 from members.filters import MemberFilter, SuppressionFilter
 from members.models import Member, Suppression
@@ -40,22 +40,6 @@ from members.services import (
     suppression_add,
     suppression_remove,
 )
-
-T = TypeVar("T")
-
-
-def service_call(change: Callable[[], T], rename: dict[str, str] | None = None) -> T:
-    """Run a service; its ValidationError becomes a 400 naming the same fields (`rename` maps
-    a service's key to the request's field)."""
-    try:
-        return change()
-    except DjangoValidationError as exc:
-        if not hasattr(exc, "error_dict"):
-            raise serializers.ValidationError(exc.messages) from exc
-        detail: dict[str, list[str]] = {}
-        for key, texts in exc.message_dict.items():
-            detail.setdefault((rename or {}).get(key, key), []).extend(texts)
-        raise serializers.ValidationError(detail) from exc
 
 
 def _body(request: Request) -> dict[str, Any]:
