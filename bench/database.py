@@ -17,7 +17,7 @@ from django.db import connection, models
 from psycopg import sql
 
 
-def _maintenance_connection() -> psycopg.Connection[Any]:
+def maintenance_connection() -> psycopg.Connection[Any]:
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         raise RuntimeError("the benchmarks run on PostgreSQL: set DATABASE_URL=postgres://...")
@@ -34,7 +34,7 @@ def _name() -> str:
 def database_recreate() -> None:
     """Drop and create the bench database, then migrate it. Connections to it are cut."""
     connection.close()
-    with _maintenance_connection() as maintenance:
+    with maintenance_connection() as maintenance:
         name = sql.Identifier(_name())
         maintenance.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         maintenance.execute(sql.SQL("CREATE DATABASE {}").format(name))
@@ -43,7 +43,7 @@ def database_recreate() -> None:
 
 def seed_marker_read() -> dict[str, Any] | None:
     """What the last completed seed wrote into this database, or None (absent or unseeded)."""
-    with _maintenance_connection() as maintenance:
+    with maintenance_connection() as maintenance:
         row = maintenance.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
             [_name()],
@@ -57,7 +57,7 @@ def seed_marker_read() -> dict[str, Any] | None:
 
 
 def seed_marker_write(marker: dict[str, Any]) -> None:
-    with _maintenance_connection() as maintenance:
+    with maintenance_connection() as maintenance:
         maintenance.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                 sql.Identifier(_name()), sql.Literal(json.dumps(marker))

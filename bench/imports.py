@@ -16,10 +16,10 @@ from django.core.management import call_command
 from django.db import OperationalError, connection, transaction
 from psycopg import sql
 
-from bench.database import _maintenance_connection
+from bench.database import maintenance_connection
 from bench.options import Options
 from bench.results import Measured, median_of, timed
-from loyalty.demo import _locale_pools
+from loyalty.demo import locale_pools
 from members.imports import ImportReport, import_workers, members_import
 from members.models import CustomAttribute
 
@@ -48,7 +48,7 @@ def csv_write(path: Path, rows: int, *, seed: int = SEED) -> None:
     """A CSV in the import's format: `rows` members that are all valid, none existing yet."""
     rng = random.Random(seed)
     random_ = rng.random
-    pools = _locale_pools(seed)
+    pools = locale_pools(seed)
     countries = {prefix: phonenumbers.region_code_for_number(
         phonenumbers.parse(prefix + "0" * digits, None))
         for pool in pools for prefix, digits in _prefix_digits(pool.phones)}
@@ -156,7 +156,7 @@ def _database_ready() -> None:
         connection.ensure_connection()
     except OperationalError:
         connection.close()
-        with _maintenance_connection() as maintenance:
+        with maintenance_connection() as maintenance:
             maintenance.execute(sql.SQL("CREATE DATABASE {}").format(
                 sql.Identifier(connection.settings_dict["NAME"])))
     call_command("migrate", interactive=False, verbosity=0)

@@ -170,7 +170,7 @@ def _ascii(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class _LocalePool:
+class LocalePool:
     language: str
     first_names: list[tuple[str, str]]  # (name, its ascii form for email addresses)
     last_names: list[tuple[str, str]]
@@ -178,7 +178,7 @@ class _LocalePool:
     phones: tuple[tuple[str, int], ...]  # (prefix, 10 ** digits)
 
 
-def _locale_pools(seed: int | None) -> list[_LocalePool]:
+def locale_pools(seed: int | None) -> list[LocalePool]:
     """One pool per locale, repeated by weight so a uniform pick follows the weights."""
     from faker import Faker
 
@@ -191,7 +191,7 @@ def _locale_pools(seed: int | None) -> list[_LocalePool]:
         last = list(dict.fromkeys(fake.last_name() for _ in range(400)))
         for prefix, digits in locale.phones:
             _phone_range_check(prefix, digits)
-        pool = _LocalePool(
+        pool = LocalePool(
             language=locale.language,
             first_names=[(n, _ascii(n)) for n in first],
             last_names=[(n, _ascii(n)) for n in last],
@@ -263,7 +263,7 @@ class _Generator:
     def __init__(self, *, rng: random.Random, seed: int | None, tier_ids: list[int],
                  products: list[tuple[int, str, int]], orders_per_member: float) -> None:
         self.rng = rng
-        self.pools = _locale_pools(seed)
+        self.pools = locale_pools(seed)
         self.tier_ids = tier_ids
         self.baskets = _baskets(rng, products)
         self.categories = list(self.baskets)

@@ -1,4 +1,4 @@
-"""Staff API for the CSV import and export of members (see members/imports.py for the columns).
+"""Staff API for the CSV import and export of members (columns: members/imports/__init__.py).
 
 POST members/import/ (multipart: file, dry_run, skip_bad_rows) answers 200 with the report, or
 400 with every bad row when bad rows stopped the import. GET members/export.csv streams the

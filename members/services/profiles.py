@@ -184,7 +184,8 @@ def _parse_day(value: Any) -> dt.date:
     raise ValueError("must be a date (YYYY-MM-DD)")
 
 
-def _parse_moment(value: Any) -> dt.datetime:
+def moment_parse(value: Any) -> dt.datetime:
+    """An ISO date or date-time; naive means UTC. ValueError names what is wrong."""
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, str):
@@ -242,7 +243,7 @@ def member_fields_clean(data: Mapping[str, Any], *,
                 if cleaned[key] and cleaned[key] > timezone.now().date():
                     raise ValueError("is in the future")
             elif key == "registered_at":
-                cleaned[key] = None if value in (None, "") else _parse_moment(value)
+                cleaned[key] = None if value in (None, "") else moment_parse(value)
             elif key == "gender":
                 if value not in _GENDERS:
                     raise ValueError(f"must be one of {', '.join(Member.Gender.values)} or empty")

@@ -13,7 +13,7 @@ from members.imports import members_import
 
 class Command(BaseCommand):
     help = ("Import members with their consents from a CSV file (upsert by external_id; the "
-            "columns are described in members/imports.py). Every row is checked first; with "
+            "columns are described in members/imports/). Every row is checked first; with "
             "any bad row nothing is imported, each one is printed to stderr as "
             "`line N, column C: reason` and the command exits 1, unless --skip-bad-rows.")
 
