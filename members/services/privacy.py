@@ -36,7 +36,7 @@ from members.models import (
     MessengerAccount,
 )
 from members.services.audit import audit_record
-from members.services.consents import consent_record, consent_withdraw_all
+from members.services.consents import consent_record
 
 # Profile fields that identify a person and their blank values after erasure. `external_id` is
 # replaced, not blanked (it is unique), because the loyalty engine's id points at the person.
@@ -107,9 +107,9 @@ def _section_add(export: dict[str, Any], section: str, data: Any) -> None:
 def member_erase(*, member: Member, by: AbstractBaseUser | None, reason: str) -> Member:
     """Anonymize the member and what other apps hold about them, in one transaction.
 
-    Marketing consent is withdrawn first (source `erasure`) so the proof of the withdrawal stays
-    in the ledger; the ledger then loses the evidence that identifies a person (IP, user agent)
-    but keeps what was agreed to and when. Refuses an erased member and a blank reason.
+    Every granted consent is withdrawn first (source `erasure`) so the proof of the withdrawal
+    stays in the ledger; the ledger then loses the evidence that identifies a person (IP, user
+    agent) but keeps what was agreed to and when. Refuses an erased member and a blank reason.
     """
     reason = reason.strip()
     if not reason:
@@ -118,11 +118,9 @@ def member_erase(*, member: Member, by: AbstractBaseUser | None, reason: str) ->
     if member.status == Member.Status.ERASED:
         raise ValidationError({"member": "this member is already erased"})
 
-    withdrawn = consent_withdraw_all(member=member, source=ConsentSource.ERASURE, reason=reason,
-                                     actor=by)
-    # consent_withdraw_all covers channel-level marketing consent; service consent and
-    # subscription categories are withdrawn too, so an erased member holds no grant at all.
-    withdrawn += [
+    # Every grant goes, marketing or service, whole channel or category, each withdrawal in
+    # the ledger: an erased member holds no grant, and the proof of withdrawal stays.
+    withdrawn = [
         consent_record(member=member, channel=channel, purpose=purpose, category=category,
                        action=ConsentEvent.Action.WITHDRAW, source=ConsentSource.ERASURE,
                        reason=reason, actor=by)
