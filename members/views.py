@@ -103,7 +103,7 @@ def unsubscribe(request: HttpRequest, token: str, data: UnsubscribeToken,
             message=f"This address takes one-click unsubscribe requests with the body "
                     f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}.",
             status=400)
-    unsubscribe_one_click(token=token, **_evidence(request))
+    unsubscribe_one_click(member=member, link=data, **_evidence(request))
     return render(request, "members/unsubscribe_done.html",
                   {"token": token, "channel": Channel(data.channel).label})
 

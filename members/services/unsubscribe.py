@@ -24,7 +24,7 @@ from members.models import (
     SubscriptionCategory,
 )
 from members.services.consents import consent_record, consent_withdraw_all
-from members.unsubscribe import unsubscribe_token_member
+from members.unsubscribe import UnsubscribeToken
 
 Action = ConsentEvent.Action
 State = Consent.State
@@ -100,25 +100,25 @@ def member_preferences_current(*, member: Member) -> MemberPreferences:
     return MemberPreferences(channels=channels, categories=categories)
 
 
-def unsubscribe_one_click(*, token: str, ip_address: str | None,
+def unsubscribe_one_click(*, member: Member, link: UnsubscribeToken, ip_address: str | None,
                           user_agent: str) -> ConsentEvent | None:
-    """RFC 8058: withdraw marketing consent on the token's channel at once, no login.
+    """RFC 8058: withdraw marketing consent on the link's channel at once, no login.
 
+    `link` is the verified token of the link (`members.unsubscribe.unsubscribe_token_member`).
     Mail providers may POST more than once; a channel already withdrawn records nothing new
-    (the first event is the proof). Raises UnsubscribeTokenInvalid for a link we did not sign.
+    (the first event is the proof).
     """
-    data, member = unsubscribe_token_member(token)
-    current = (Consent.objects.filter(member=member, channel=data.channel,
+    current = (Consent.objects.filter(member=member, channel=link.channel,
                                       purpose=Purpose.MARKETING, category=None)
                .values_list("state", flat=True).first())
     if current == State.WITHDRAWN:
         return None
-    mailing = f", mailing {data.mailing_id}" if data.mailing_id is not None else ""
+    mailing = f", mailing {link.mailing_id}" if link.mailing_id is not None else ""
     return consent_record(
-        member=member, channel=data.channel, action=Action.WITHDRAW,
+        member=member, channel=link.channel, action=Action.WITHDRAW,
         source=ConsentSource.UNSUBSCRIBE_LINK, ip_address=ip_address, user_agent=user_agent,
         consent_text=(f"One-click unsubscribe (RFC 8058 List-Unsubscribe-Post) from "
-                      f"{Channel(data.channel).label} marketing{mailing}"),
+                      f"{Channel(link.channel).label} marketing{mailing}"),
     )
 
 
