@@ -46,8 +46,11 @@ def email_confirmation_url(*, member: Member) -> str:
     return settings.ENGAGE_PUBLIC_URL + reverse("members-public:email-confirm", args=[token])
 
 
-def email_confirmation_read(token: str) -> Member:
-    """The member a confirmation token is for, or ValidationError saying why it is not valid."""
+def email_confirmation_read(token: str, *, lock: bool = False) -> Member:
+    """The member a confirmation token is for, or ValidationError saying why it is not valid.
+
+    `lock`: the member row is locked for the rest of the transaction (confirming it).
+    """
     try:
         member_id, digest = signing.TimestampSigner(salt=_SALT).unsign_object(
             token, max_age=settings.ENGAGE_EMAIL_CONFIRMATION_MAX_AGE
@@ -56,7 +59,8 @@ def email_confirmation_read(token: str) -> Member:
         raise ValidationError({"token": "this confirmation link has expired"}) from exc
     except signing.BadSignature as exc:
         raise ValidationError({"token": "this confirmation link is not valid"}) from exc
-    member = Member.objects.filter(pk=member_id, status=Member.Status.ACTIVE).first()
+    members = Member.objects.select_for_update() if lock else Member.objects
+    member = members.filter(pk=member_id, status=Member.Status.ACTIVE).first()
     if member is None or not member.email or _address_digest(member.email) != digest:
         raise ValidationError({"token": "this link is for an address that is no longer used"})
     return member
@@ -66,8 +70,7 @@ def email_confirmation_read(token: str) -> Member:
 def email_confirm(*, token: str, ip_address: str | None = None,
                   user_agent: str = "") -> EmailConfirmation:
     """Mark the address confirmed and record the confirmation in the consent ledger."""
-    member = email_confirmation_read(token)
-    member = Member.objects.select_for_update().get(pk=member.pk)
+    member = email_confirmation_read(token, lock=True)
     if member.email_verified_at is not None:
         return EmailConfirmation(member=member, already_confirmed=True)
     member.email_verified_at = timezone.now()
