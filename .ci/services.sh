@@ -37,3 +37,18 @@ if ! redis_up; then
   wait_for redis_up || { echo "services: Redis did not start" >&2; exit 1; }
 fi
 echo "services: redis ok"
+
+# Postfix's smtp-sink: the fast loopback SMTP peer of `make bench` (and of its smoke test).
+# Installed without configuring Postfix itself: no MTA is started.
+if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ] \
+    && [ ! -x /usr/lib/postfix/sbin/smtp-sink ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt_install postfix
+    echo "services: smtp-sink installed"
+  else
+    echo "services: smtp-sink missing and not root; the SMTP bench scenarios will say so"
+  fi
+else
+  echo "services: smtp-sink ok"
+fi
