@@ -16,8 +16,10 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from communications import tasks
 from communications.gateways import OutboundMessage
 from communications.models import Gateway, Message
+from communications.services import gateway_send, messages_record_results
 from members import hooks
 from members.models import Channel, Member, Suppression
 from members.services.double_opt_in import email_confirmation_url
@@ -41,8 +43,6 @@ def transactional_gateway(*, channel: str) -> Gateway:
 def transactional_message_create(*, member: Member, channel: str, address: str, kind: str,
                                  subject: str, body: str) -> Message:
     """Record one transactional message and send it after commit."""
-    from communications import tasks
-
     now = timezone.now()
     suppressed = Suppression.objects.filter(channel=channel, address=address).exists()
     message = Message.objects.create(
@@ -59,8 +59,6 @@ def transactional_message_create(*, member: Member, channel: str, address: str, 
 
 def transactional_message_send(*, message_id: int) -> str:
     """Claim, send and record one transactional message; returns its final status."""
-    from communications.services import gateway_send, messages_record_results
-
     now = timezone.now()
     claimed = Message.objects.filter(
         pk=message_id, mailing__isnull=True, status=Status.QUEUED
