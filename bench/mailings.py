@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count
 
 from bench.database import table_truncate
 from campaigns.models import TargetGroup
 from communications.models import Gateway, Mailing, Message, Template
 from communications.services import mailing_start_now
-from members.models import Consent, Member
+from members.models import Member
+from members.selectors import marketing_consent_granted
 
 # A typical marketing email: personalized subject, text and HTML parts.
 SUBJECT = "{{ member.first_name }}, your points are waiting"
@@ -64,10 +65,7 @@ def first_members_rules(count: int, *, consenting: bool) -> list[dict[str, Any]]
     members = Member.objects.order_by("created_at", "pk")
     rules: list[dict[str, Any]] = []
     if consenting:
-        members = members.filter(Exists(Consent.objects.filter(
-            member=OuterRef("pk"), channel="email", purpose=Consent.Purpose.MARKETING,
-            state=Consent.State.GRANTED,
-        ))).exclude(email="")
+        members = members.filter(marketing_consent_granted(channel="email")).exclude(email="")
         rules.append({"field": "consent", "op": "has", "value": "email"})
     joined = members.values_list("created_at", flat=True)
     cutoff = next(iter(joined[count - 1:count]), None) or joined.last()

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from members.models import Channel, Consent, Member
+from members.models import Channel, Member
+from members.selectors import marketing_consent_granted
 
 
 def _parse_text(value: Any) -> str:
@@ -79,13 +80,7 @@ def _rule_q(rule: Any, path: str) -> Q:
             raise ValidationError(
                 {f"{path}.value": f"must be one of {', '.join(Channel.values)}"}
             )
-        granted = Consent.objects.filter(
-            member=OuterRef("pk"),
-            channel=value,
-            purpose=Consent.Purpose.MARKETING,
-            state=Consent.State.GRANTED,
-        )
-        return Q(Exists(granted))
+        return Q(marketing_consent_granted(channel=value))
     if field not in _MEMBER_FIELDS:
         raise ValidationError(
             {f"{path}.field": f"unknown field {field!r}; known: {', '.join(FIELDS)}"}

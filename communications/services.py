@@ -31,6 +31,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
 from members.models import Channel, Consent, Member, Suppression
+from members.selectors import marketing_consent_granted
 from members.unsubscribe import unsubscribe_urls
 
 logger = logging.getLogger(__name__)
@@ -197,10 +198,7 @@ def _skip_reason(*, mailing: Mailing, channel: str, address_field: str) -> Case:
     no_address = Q(**{address_field: ""}) | Q(**{f"{address_field}__isnull": True})
     suppressed = Exists(Suppression.objects.filter(channel=channel,
                                                    address=OuterRef(address_field)))
-    consented = Exists(Consent.objects.filter(
-        member=OuterRef("pk"), channel=channel, purpose=Consent.Purpose.MARKETING,
-        category=None, state=Consent.State.GRANTED,
-    ))
+    consented = marketing_consent_granted(channel=channel)
     whens = [
         When(~Q(status=Member.Status.ACTIVE), then=Value(SkipReason.MEMBER_INACTIVE)),
         When(no_address, then=Value(SkipReason.NO_ADDRESS)),

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from members.models import Consent, ConsentEvent, Member, Purpose
+
+
+def marketing_consent_granted(*, channel: str) -> Exists:
+    """EXISTS a granted marketing consent on the whole channel for the member of the outer
+    query: what "may be marketed to on this channel" means in segments and snapshots.
+
+    Category rows do not count (a member may grant offers yet not the channel); the condition
+    matches the partial index `consent_granted_idx`.
+    """
+    return Exists(Consent.objects.filter(
+        member=OuterRef("pk"), channel=channel,
+        purpose=Purpose.MARKETING, category=None, state=Consent.State.GRANTED,
+    ))
 
 
 def consents_current(*, member: Member) -> dict[str, str]:

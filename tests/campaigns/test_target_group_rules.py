@@ -11,7 +11,7 @@ from campaigns.selectors import target_group_size
 from members.models import Member
 from tests.campaigns.factories import TargetGroupFactory
 from tests.loyalty.factories import LoyaltyAccountFactory, TierFactory
-from tests.members.factories import ConsentFactory, MemberFactory
+from tests.members.factories import ConsentFactory, MemberFactory, SubscriptionCategoryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +72,13 @@ def test_consent_rule_selects_members_with_granted_marketing_consent_on_the_chan
     ConsentFactory(channel="email")
 
     assert _ids([{"field": "consent", "op": "has", "value": "sms"}]) == {granted.pk}
+
+
+def test_consent_rule_does_not_count_a_subscription_category_grant_alone():
+    member = MemberFactory()
+    ConsentFactory(member=member, channel="email", category=SubscriptionCategoryFactory())
+
+    assert _ids([{"field": "consent", "op": "has", "value": "email"}]) == set()
 
 
 def test_rules_are_combined_with_and():
