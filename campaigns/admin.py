@@ -5,13 +5,12 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from campaigns.models import Campaign, TargetGroup
-from campaigns.rules import FIELDS
 from campaigns.selectors import target_group_size
 
 RULES_HELP = (
-    "A JSON list of rules; a member must match all of them, and an empty list is everyone. "
-    'Example: [{"field": "language", "op": "in", "value": ["en", "de"]}, '
-    '{"field": "consent", "op": "has", "value": "email"}]. Fields: ' + ", ".join(FIELDS) + "."
+    'A rule tree: {"and": [...]}, {"or": [...]}, {"not": ...} around conditions such as '
+    '{"field": "orders_count", "op": "range", "value": [2, null], "days": 90}; empty is '
+    "everyone. Fields: see docs/target-groups.md."
 )
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from members.models import Member
+
 
 class Campaign(models.Model):
     name = models.CharField(max_length=200)
@@ -27,15 +29,20 @@ class Campaign(models.Model):
 
 
 class TargetGroup(models.Model):
-    """Who a mailing talks to: a list of rules, all of which a member must match.
+    """Who a mailing talks to: a rule tree over members, their purchases and engagement.
 
-    The rules are validated JSON (see `campaigns.rules`) and compile to one queryset; an empty
-    list means every member.
+    The tree is validated JSON (`campaigns.rules`) that compiles to one queryset; an empty tree
+    means every member. A watched group also keeps its current members in
+    `TargetGroupMembership`, so changes to a member can say whether they entered or left it.
     """
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
-    rules = models.JSONField(default=list, blank=True)
+    rules = models.JSONField(default=dict, blank=True)
+    is_watched = models.BooleanField(
+        default=False,
+        help_text="Keep the membership current and emit TARGET_GROUP_ENTERED / LEFT events.")
+    watched_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,11 +53,69 @@ class TargetGroup(models.Model):
         from campaigns.rules import rules_validate
 
         try:
-            rules_validate(self.rules)
+            rules_validate(self.rules, target_group=self if self.pk else None)
         except ValidationError as error:
-            # Errors are keyed by the path of the bad rule (`rules[2].op`), which is no model
-            # field: keep the path in the text and put them on `rules` where forms show them.
+            # Errors are keyed by the path in the tree (`rules.and[2].value`), which is no
+            # model field: keep the path in the text and put them on `rules` for forms.
             raise ValidationError({"rules": [
                 message if path == "rules" else f"{path}: {message}"
                 for path, messages in error.message_dict.items() for message in messages
             ]}) from error
+
+
+class TargetGroupMembership(models.Model):
+    """A member currently in a watched target group, since when."""
+
+    target_group = models.ForeignKey(TargetGroup, on_delete=models.CASCADE,
+                                     related_name="memberships", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="target_group_memberships")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["target_group", "member"],
+                                    name="target_group_membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} in {self.target_group_id}"
+
+
+class StaticList(models.Model):
+    """A fixed set of members: uploaded ids, a CSV of external ids, or a frozen target group."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded"
+        FROZEN = "frozen", "Frozen from a target group"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
+    frozen_from = models.ForeignKey(TargetGroup, on_delete=models.SET_NULL, null=True,
+                                    blank=True, related_name="frozen_lists")
+    taken_at = models.DateTimeField(help_text="When its members were taken.")
+    size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-taken_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaticListMember(models.Model):
+    static_list = models.ForeignKey(StaticList, on_delete=models.CASCADE,
+                                    related_name="entries", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="static_list_entries")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["static_list", "member"],
+                                    name="static_list_member_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} in list {self.static_list_id}"

@@ -1,16 +1,99 @@
+"""Queries that read target groups: their members, size, reachability and a sample."""
+
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, QuerySet
 
 from campaigns.models import TargetGroup
-from campaigns.rules import rules_members
-from members.models import Member
+from campaigns.rules import rules_compile
+from members.models import Channel, Member
+from members.selectors import member_reachable
+
+SAMPLE_FIELDS = ("id", "external_id", "first_name", "last_name", "email", "phone", "city",
+                 "language")
 
 
 def target_group_members(*, target_group: TargetGroup) -> QuerySet[Member]:
     """The members a target group selects, as one lazily evaluated queryset."""
-    return rules_members(target_group.rules)
+    return rules_members_of(tree=target_group.rules, target_group_id=target_group.pk)
+
+
+def rules_members_of(*, tree: Any, target_group_id: int | None = None) -> QuerySet[Member]:
+    return Member.objects.filter(rules_compile(tree, target_group_id=target_group_id))
 
 
 def target_group_size(*, target_group: TargetGroup) -> int:
     return target_group_members(target_group=target_group).count()
+
+
+@dataclass
+class AudiencePreview:
+    """What the marketer sees before saving: how many, how many reachable where, and who."""
+
+    size: int
+    reachable: dict[str, int]
+    estimated: bool = False  # True: PostgreSQL's planner estimate, the count ran out of time
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "estimated": self.estimated, "reachable": self.reachable,
+                "sample": self.sample}
+
+
+def _planner_estimate(queryset: QuerySet[Any]) -> int:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _within_budget(run: Any, estimate: Any) -> tuple[Any, bool]:
+    """run() under ENGAGE_SEGMENT_COUNT_TIMEOUT on PostgreSQL; estimate() if it runs out.
+
+    SQLite (the demo) has no statement timeout; its counts are always exact.
+    """
+    if connection.vendor != "postgresql":
+        return run(), False
+    timeout_ms = int(settings.ENGAGE_SEGMENT_COUNT_TIMEOUT * 1000)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               [str(timeout_ms)])
+            return run(), False
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) != "57014":  # query_canceled
+            raise
+    return estimate(), True
+
+
+def audience_preview(*, tree: Any, target_group_id: int | None = None,
+                     sample_size: int = 10) -> AudiencePreview:
+    """Size, reachable count per channel and a sample of the members a tree selects, without
+    saving anything; raises ValidationError naming the bad paths of an invalid tree."""
+    members = rules_members_of(tree=tree, target_group_id=target_group_id).order_by()
+    size, estimated = _within_budget(members.count, lambda: _planner_estimate(members))
+    channels = Channel.values
+
+    def reachable_counts() -> dict[str, int]:
+        counts = members.aggregate(**{
+            channel: Count("pk", filter=member_reachable(channel=channel))
+            for channel in channels})
+        return {channel: counts[channel] for channel in channels}
+
+    def reachable_estimates() -> dict[str, int]:
+        return {channel: _planner_estimate(members.filter(member_reachable(channel=channel)))
+                for channel in channels}
+
+    reachable, reachable_estimated = _within_budget(reachable_counts, reachable_estimates)
+    sample = list(members.order_by("pk").values(*SAMPLE_FIELDS)[:sample_size])
+    return AudiencePreview(size=size, reachable=reachable,
+                           estimated=estimated or reachable_estimated, sample=sample)

@@ -8,6 +8,7 @@ class CommunicationsConfig(AppConfig):
     def ready(self) -> None:
         from communications import (
             checks,  # noqa: F401  (registers system checks)
+            engagement,  # noqa: F401  (registers target-group conditions)
             privacy,  # noqa: F401  (registers member export/erase hooks)
             transactional,  # noqa: F401  (registers member hooks)
         )

@@ -120,7 +120,7 @@ def _demo_mailing_ensure(*, created_by: AbstractBaseUser) -> Mailing:
     })
     _first_or_create(TargetGroup, {"name": "Email subscribers"}, {
         "description": "Members who granted marketing consent for email.",
-        "rules": [{"field": "consent", "op": "has", "value": "email"}],
+        "rules": {"field": "reachable", "op": "reachable", "value": "email"},
     })
     # The demo mailing goes to everyone so its counters show members skipped for want of
     # consent or address, not only the ones sent to.

@@ -224,6 +224,8 @@ ENGAGE_SMS_STOP_KEYWORDS = env.list(
     default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP", "ARRET",
              "ARRÊT", "BAJA", "СТОП", "ОТПИСАТЬСЯ", "ОТПИСКА"],
 )
+# How long an audience count may run before the preview shows PostgreSQL's estimate instead.
+ENGAGE_SEGMENT_COUNT_TIMEOUT = env.float("ENGAGE_SEGMENT_COUNT_TIMEOUT", default=5.0)
 
 LOGGING = {
     "version": 1,

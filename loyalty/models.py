@@ -45,6 +45,30 @@ class Product(models.Model):
         return f"{self.name} ({self.sku})"
 
 
+class Store(models.Model):
+    """A shop of the program, so a target group can say "within 5 km of the Riga store"."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    city = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=100, blank=True)
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(latitude__gte=-90, latitude__lte=90,
+                                   longitude__gte=-180, longitude__lte=180),
+                name="store_location_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Order(models.Model):
     # Covered by order_member_placed_idx.
     member = models.ForeignKey(
@@ -59,7 +83,13 @@ class Order(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id"], name="order_external_id_unique")
         ]
-        indexes = [models.Index(fields=["member", "placed_at"], name="order_member_placed_idx")]
+        indexes = [
+            models.Index(fields=["member", "placed_at"], name="order_member_placed_idx"),
+            # Purchase rules over a window ("2+ orders in 90 days") read only this index on
+            # PostgreSQL: the window, then the member and amount it aggregates.
+            models.Index(fields=["placed_at"], include=["member", "total"],
+                         name="order_placed_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
@@ -73,3 +103,50 @@ class OrderLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.quantity} x {self.product_id}"
+
+
+class Event(models.Model):
+    """One entry of the event log: something that happened to a member, in the catalog's words.
+
+    Events are written in the same transaction as the change they describe (the log is the
+    outbox), and their payload carries a version so consumers can tell shapes apart.
+    """
+
+    class Type(models.TextChoices):
+        MEMBER_REGISTERED = "MEMBER_REGISTERED"
+        PROFILE_UPDATED = "PROFILE_UPDATED"
+        ORDER_PLACED = "ORDER_PLACED"
+        ORDER_REFUNDED = "ORDER_REFUNDED"
+        VOUCHER_ISSUED = "VOUCHER_ISSUED"
+        VOUCHER_REDEEMED = "VOUCHER_REDEEMED"
+        POINTS_EARNED = "POINTS_EARNED"
+        POINTS_SPENT = "POINTS_SPENT"
+        TIER_CHANGED = "TIER_CHANGED"
+        CONSENT_CHANGED = "CONSENT_CHANGED"
+        MESSAGE_DELIVERED = "MESSAGE_DELIVERED"
+        MESSAGE_OPENED = "MESSAGE_OPENED"
+        MESSAGE_CLICKED = "MESSAGE_CLICKED"
+        TARGET_GROUP_ENTERED = "TARGET_GROUP_ENTERED"
+        TARGET_GROUP_LEFT = "TARGET_GROUP_LEFT"
+        BIRTHDAY = "BIRTHDAY"
+        POINTS_EXPIRING = "POINTS_EXPIRING"
+        CART_ABANDONED = "CART_ABANDONED"
+
+    id = models.UUIDField(primary_key=True)
+    type = models.CharField(max_length=64, db_index=True)
+    occurred_at = models.DateTimeField()
+    # Kept when the member is erased: the event's meaning survives, the person does not.
+    member = models.ForeignKey(Member, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="events", db_index=False)
+    payload = models.JSONField(default=dict, blank=True)
+    version = models.PositiveSmallIntegerField(default=1)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["member", "occurred_at"], name="event_member_idx"),
+            models.Index(fields=["occurred_at"], name="event_occurred_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.member_id} {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,29 @@
+"""Use cases that change loyalty data: the event log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.models import Event
+
+
+def events_record(*, type: str, entries: Iterable[tuple[int | None, Mapping[str, Any]]],
+                  occurred_at: datetime | None = None, version: int = 1) -> int:
+    """Append one event of `type` per (member_id, payload), in one bulk write.
+
+    Callers run it inside the transaction of the change it describes, so an event exists
+    exactly when its change committed.
+    """
+    occurred_at = occurred_at or timezone.now()
+    events = [Event(id=uuid.uuid4(), type=type, occurred_at=occurred_at, member_id=member_id,
+                    payload=dict(payload), version=version)
+              for member_id, payload in entries]
+    with transaction.atomic():
+        Event.objects.bulk_create(events, batch_size=5000)
+    return len(events)
