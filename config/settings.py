@@ -199,6 +199,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "communications.tasks.start_due_mailings",
         "schedule": timedelta(seconds=env.float("ENGAGE_SCHEDULER_TICK", default=5.0)),
     },
+    # Watched target groups follow member changes as they happen; this sweep catches what time
+    # alone changes (birthdays, "in the last 30 days") and changes made outside the services.
+    "refresh-watched-target-groups": {
+        "task": "campaigns.tasks.target_groups_reevaluate",
+        "schedule": timedelta(seconds=env.float("ENGAGE_WATCH_REFRESH", default=3600.0)),
+    },
 }
 
 # --- Engage ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from config.health import healthz
 api_v1 = [
     path("", include("communications.urls")),
     path("", include("members.urls")),
+    path("", include("campaigns.urls")),
 ]
 
 urlpatterns = [

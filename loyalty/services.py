@@ -12,6 +12,19 @@ from django.utils import timezone
 
 from loyalty.models import Event
 
+CHUNK = 5_000
+
+
+def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
 
 def events_record(*, type: str, entries: Iterable[tuple[int | None, Mapping[str, Any]]],
                   occurred_at: datetime | None = None, version: int = 1) -> int:
@@ -21,9 +34,12 @@ def events_record(*, type: str, entries: Iterable[tuple[int | None, Mapping[str,
     exactly when its change committed.
     """
     occurred_at = occurred_at or timezone.now()
-    events = [Event(id=uuid.uuid4(), type=type, occurred_at=occurred_at, member_id=member_id,
-                    payload=dict(payload), version=version)
-              for member_id, payload in entries]
+    written = 0
     with transaction.atomic():
-        Event.objects.bulk_create(events, batch_size=5000)
-    return len(events)
+        for chunk in batched(entries, CHUNK):
+            Event.objects.bulk_create([
+                Event(id=uuid.uuid4(), type=type, occurred_at=occurred_at, member_id=member_id,
+                      payload=dict(payload), version=version)
+                for member_id, payload in chunk])
+            written += len(chunk)
+    return written

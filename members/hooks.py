@@ -7,8 +7,10 @@ message sent or another app's data handled, the owning app registers a handler h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from django.db import transaction
 
 # (member_id) -> None: send the double opt-in confirmation email (communications).
 EMAIL_CONFIRMATION_REQUESTED: list[Callable[[int], None]] = []
@@ -17,3 +19,15 @@ MEMBER_EXPORT: list[Callable[[Any], dict[str, Any]]] = []
 # (member) -> {what: count} or None: anonymize what another app holds about the member, inside
 # erasure's transaction; the counts go into the audit entry.
 MEMBER_ERASE: list[Callable[[Any], dict[str, int] | None]] = []
+# (member_ids or None) -> None: these members' data changed (None: too many to list, e.g. an
+# import), so what depends on it (watched target groups) is brought up to date after commit.
+MEMBERS_CHANGED: list[Callable[[list[int] | None], None]] = []
+
+
+def members_changed(member_ids: Iterable[int] | None) -> None:
+    """Tell the MEMBERS_CHANGED handlers, once the current transaction commits."""
+    ids = None if member_ids is None else sorted(set(member_ids))
+    if ids == []:
+        return
+    for handler in MEMBERS_CHANGED:
+        transaction.on_commit(lambda handler=handler: handler(ids))

@@ -110,6 +110,7 @@ def consent_record(*, member: Member, channel: str, action: str, source: str,
         member_id = member.pk
         for handler in hooks.EMAIL_CONFIRMATION_REQUESTED:
             transaction.on_commit(lambda handler=handler: handler(member_id))
+    hooks.members_changed([member.pk])
     return event
 
 

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from members import hooks
 from members.models import CustomAttribute, Member
 
 PROFILE_FIELDS = (
@@ -318,4 +319,5 @@ def member_upsert(*, external_id: str, data: Mapping[str, Any],
     if created and member.registered_at is None:
         member.registered_at = timezone.now()
     member.save()
+    hooks.members_changed([member.pk])
     return member, created

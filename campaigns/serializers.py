@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from campaigns.models import StaticList, TargetGroup
+from campaigns.rules import rules_validate
+
+
+def rules_errors(error: DjangoValidationError) -> list[str]:
+    """The tree's errors as 'path: message' lines under `rules`."""
+    return [message if path == "rules" else f"{path}: {message}"
+            for path, messages in error.message_dict.items() for message in messages]
+
+
+class RulesField(serializers.JSONField):
+    default_error_messages = {"invalid": "must be a rule tree (JSON)"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "The rule tree: see docs/target-groups.md and "
+                                       "GET target-groups/fields/.")
+        super().__init__(**kwargs)
+
+
+class TargetGroupSerializer(serializers.ModelSerializer):
+    rules = RulesField(required=False)
+
+    class Meta:
+        model = TargetGroup
+        fields = ["id", "name", "description", "rules", "is_watched", "watched_since",
+                  "created_at", "updated_at"]
+        read_only_fields = ["is_watched", "watched_since", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        rules = attrs.get("rules", getattr(self.instance, "rules", {}))
+        try:
+            rules_validate(rules, target_group=self.instance)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError({"rules": rules_errors(error)}) from error
+        return attrs
+
+
+class RulesPreviewSerializer(serializers.Serializer):
+    rules = RulesField()
+    sample_size = serializers.IntegerField(min_value=0, max_value=100, default=10)
+
+
+class AudiencePreviewSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    estimated = serializers.BooleanField(
+        help_text="True when the exact count ran past ENGAGE_SEGMENT_COUNT_TIMEOUT and the "
+                  "figures are PostgreSQL's planner estimates.")
+    reachable = serializers.DictField(child=serializers.IntegerField(),
+                                      help_text="Members reachable per channel.")
+    sample = serializers.ListField(child=serializers.DictField())
+
+
+class FreezeSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                 help_text="The static list's name; default: group and time.")
+
+
+class StaticListSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StaticList
+        fields = ["id", "name", "description", "source", "frozen_from", "taken_at", "size",
+                  "created_at"]
+        read_only_fields = fields
+
+
+class StaticListCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    member_ids = serializers.ListField(child=serializers.IntegerField(min_value=1),
+                                       required=False, default=list)
+    external_ids = serializers.ListField(child=serializers.CharField(max_length=64),
+                                         required=False, default=list)
+    file = serializers.FileField(required=False, help_text=(
+        "A CSV of external ids: an `external_id` column, or the first column."))
