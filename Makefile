@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install services
-	$(BENCH_ENV) $(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
+	$(BENCH_ENV) $(BIN)/python -m bench $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
 
 # The embedded default: SQLite, kombu's filesystem queue, one worker with its scheduler,
 # demo data, and a gateway that writes .eml files to var/sent-mail/.

@@ -13,6 +13,7 @@ class Options:
     runs: int = 3
     rss_large: int = 1_000_000
     only: str | None = None
+    explain: bool = False
 
 
 def options_parse(argv: list[str] | None, scenario_names: list[str]) -> Options:
@@ -29,9 +30,11 @@ def options_parse(argv: list[str] | None, scenario_names: list[str]) -> Options:
                         help="runs per scenario; the median is reported (default %(default)s)")
     parser.add_argument("--rss-large", type=int, default=Options.rss_large,
                         help="messages of worker_rss_growth's large mailing (default %(default)s)")
+    parser.add_argument("--explain", action="store_true",
+                        help="add EXPLAIN ANALYZE plans to the segment scenarios' lines")
     args = parser.parse_args(argv)
     for name in ("members", "messages", "runs", "rss_large"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return Options(members=args.members, messages=args.messages, runs=args.runs,
-                   rss_large=args.rss_large, only=args.only)
+                   rss_large=args.rss_large, only=args.only, explain=args.explain)

@@ -52,20 +52,36 @@ class _Locale:
     weight: int  # percent of members
     timezones: tuple[str, ...]
     phones: tuple[tuple[str, int], ...]  # E.164 prefix of a mobile range, random digits after it
+    country: str
+    cities: tuple[tuple[str, float, float], ...]  # name, latitude, longitude
 
 
 LOCALES = (
-    _Locale("en_GB", "en", 20, ("Europe/London",), (("+44771", 7), ("+44775", 7))),
+    _Locale("en_GB", "en", 20, ("Europe/London",), (("+44771", 7), ("+44775", 7)), "GB",
+            (("London", 51.507, -0.128), ("Manchester", 53.48, -2.242),
+             ("Birmingham", 52.486, -1.89))),
     _Locale("en_US", "en", 16, ("America/New_York", "America/Chicago", "America/Denver",
-                                "America/Los_Angeles"), _nanp("212", "312", "415", "617")),
-    _Locale("de_DE", "de", 18, ("Europe/Berlin",), (("+49151", 8), ("+49160", 7), ("+49176", 8))),
-    _Locale("de_AT", "de", 4, ("Europe/Vienna",), (("+43664", 7),)),
-    _Locale("de_CH", "de", 3, ("Europe/Zurich",), (("+4179", 7),)),
-    _Locale("fr_FR", "fr", 13, ("Europe/Paris",), (("+3361", 7), ("+3377", 7))),
-    _Locale("fr_CA", "fr", 5, ("America/Toronto",), _nanp("438", "514")),
-    _Locale("es_ES", "es", 14, ("Europe/Madrid", "Atlantic/Canary"), (("+346", 8),)),
-    _Locale("es_MX", "es", 7, ("America/Mexico_City",), (("+5255", 8),)),
+                                "America/Los_Angeles"), _nanp("212", "312", "415", "617"), "US",
+            (("New York", 40.713, -74.006), ("Chicago", 41.878, -87.63),
+             ("San Francisco", 37.775, -122.419))),
+    _Locale("de_DE", "de", 18, ("Europe/Berlin",), (("+49151", 8), ("+49160", 7), ("+49176", 8)),
+            "DE", (("Berlin", 52.52, 13.405), ("Hamburg", 53.551, 9.994),
+                   ("Munich", 48.135, 11.582))),
+    _Locale("de_AT", "de", 4, ("Europe/Vienna",), (("+43664", 7),), "AT",
+            (("Vienna", 48.208, 16.374), ("Graz", 47.071, 15.44))),
+    _Locale("de_CH", "de", 3, ("Europe/Zurich",), (("+4179", 7),), "CH",
+            (("Zurich", 47.377, 8.542), ("Basel", 47.56, 7.589))),
+    _Locale("fr_FR", "fr", 13, ("Europe/Paris",), (("+3361", 7), ("+3377", 7)), "FR",
+            (("Paris", 48.857, 2.352), ("Lyon", 45.764, 4.836), ("Marseille", 43.296, 5.37))),
+    _Locale("fr_CA", "fr", 5, ("America/Toronto",), _nanp("438", "514"), "CA",
+            (("Montreal", 45.502, -73.567), ("Quebec City", 46.813, -71.208))),
+    _Locale("es_ES", "es", 14, ("Europe/Madrid", "Atlantic/Canary"), (("+346", 8),), "ES",
+            (("Madrid", 40.417, -3.704), ("Barcelona", 41.385, 2.173),
+             ("Las Palmas", 28.124, -15.436))),
+    _Locale("es_MX", "es", 7, ("America/Mexico_City",), (("+5255", 8),), "MX",
+            (("Mexico City", 19.433, -99.133), ("Guadalajara", 20.659, -103.35))),
 )
+GENDERS = ("female", "female", "male", "male", "other", "")
 
 # category -> (products, price range in cents)
 CATALOG: dict[str, tuple[tuple[str, ...], tuple[int, int]]] = {
@@ -176,6 +192,8 @@ class LocalePool:
     last_names: list[tuple[str, str]]
     timezones: tuple[str, ...]
     phones: tuple[tuple[str, int], ...]  # (prefix, 10 ** digits)
+    country: str
+    cities: tuple[tuple[str, float, float], ...]
 
 
 def locale_pools(seed: int | None) -> list[LocalePool]:
@@ -197,6 +215,7 @@ def locale_pools(seed: int | None) -> list[LocalePool]:
             last_names=[(n, _ascii(n)) for n in last],
             timezones=locale.timezones,
             phones=tuple((prefix, 10 ** digits) for prefix, digits in locale.phones),
+            country=locale.country, cities=locale.cities,
         )
         pools.extend([pool] * locale.weight)
     return pools
@@ -240,7 +259,8 @@ def _baskets(rng: random.Random, products: Sequence[tuple[int, str, int]],
 
 
 MEMBER_COLUMNS = ("id", "external_id", "first_name", "last_name", "email", "phone", "language",
-                  "timezone", "registered_at", "created_at", "updated_at")
+                  "timezone", "registered_at", "created_at", "updated_at", "birth_date",
+                  "gender", "city", "country", "latitude", "longitude")
 CONSENT_COLUMNS = ("member", "channel", "purpose", "state", "source", "recorded_at")
 # The ledger behind every current consent: a grant, and for withdrawn ones the withdrawal.
 CONSENT_EVENT_COLUMNS = ("member", "channel", "purpose", "action", "source", "recorded_at",
@@ -284,6 +304,7 @@ class _Generator:
         tier_ids = self.tier_ids
         baskets, categories, all_baskets = self.baskets, self.categories, self.all_baskets
         now = self.now
+        today = now.date()
         member_start = now - MEMBER_SPAN
         member_span = int(MEMBER_SPAN.total_seconds())
         order_start_s = member_span - int(ORDER_SPAN.total_seconds())
@@ -307,9 +328,20 @@ class _Generator:
                 phone = ""
             joined_s = int(random() * member_span)  # seconds after member_start
             joined = member_start + joined_s * second
+            # Ages 18 to 80 for nine in ten members; a place near a city of the locale for
+            # most, so target groups over age, birthday and distance have something to find.
+            birth_date = (today - timedelta(days=int(6575 + random() * 22645))
+                          if random() < 0.9 else None)
+            if random() < 0.85:
+                city, lat, lon = pool.cities[int(random() * len(pool.cities))]
+                lat, lon = lat + (random() - 0.5) * 0.2, lon + (random() - 0.5) * 0.2
+            else:
+                city, lat, lon = "", None, None
             members.append((
                 member_id, f"M{member_id:09d}", first, last, email, phone, pool.language,
                 pool.timezones[int(random() * len(pool.timezones))], joined, joined, joined,
+                birth_date, GENDERS[int(random() * len(GENDERS))], city,
+                pool.country if city else "", lat, lon,
             ))
 
             for channel, has_address, granted_share, consented_share, withdraw_sources in (

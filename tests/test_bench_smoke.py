@@ -62,3 +62,21 @@ def test_import_members_run_imports_every_generated_row_then_leaves_nothing(tmp_
     # and every run starts from the same state
     assert not Member.objects.exists()
     assert seconds > 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scenario", ["segment_count", "segment_count_nested"])
+def test_segment_scenarios_count_their_group_and_explain_the_plan(scenario):
+    from bench import segments
+    from bench.options import Options
+    from campaigns.rules import rules_members
+    from loyalty.demo import demo_seed
+
+    demo_seed(members=300, orders_per_member=3, seed=7)
+
+    measured = getattr(segments, scenario)(Options(runs=1, explain=True))
+
+    rules = segments.flat_rules() if scenario == "segment_count" else segments.nested_rules()
+    assert measured.extra["count"] == rules_members(rules).count()
+    assert measured.n == 300
+    assert "Aggregate" in measured.extra["plan"]
