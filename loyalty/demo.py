@@ -109,10 +109,12 @@ VARIANTS = ("Classic", "Organic", "Family Pack", "Premium")  # x 5 products x 10
 
 def demo_seed(members: int, orders_per_member: float = 3, seed: int | None = None,
               batch_size: int = 10_000,
-              progress: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+              progress: Callable[[dict[str, int]], None] | None = None,
+              now: datetime | None = None) -> dict[str, int]:
     """Append `members` demo members with their consents, accounts and orders.
 
     Returns the rows written per table (products and tiers only when they were missing).
+    A fixed `now` with a fixed `seed` gives the same data on every run and database.
     `progress`, if given, is called with the running counts after each chunk.
     """
     if members <= 0:
@@ -130,7 +132,7 @@ def demo_seed(members: int, orders_per_member: float = 3, seed: int | None = Non
         tier_ids, counts["tiers"] = _tiers_ensure()
         products, counts["products"] = _products_ensure()
     generator = _Generator(rng=rng, seed=seed, tier_ids=tier_ids, products=products,
-                           orders_per_member=orders_per_member)
+                           orders_per_member=orders_per_member, now=now)
     remaining = members
     while remaining:
         size = min(batch_size, remaining)
@@ -281,7 +283,8 @@ SMS_WITHDRAW_SOURCES = ("sms_stop", "sms_stop", "account_page")
 
 class _Generator:
     def __init__(self, *, rng: random.Random, seed: int | None, tier_ids: list[int],
-                 products: list[tuple[int, str, int]], orders_per_member: float) -> None:
+                 products: list[tuple[int, str, int]], orders_per_member: float,
+                 now: datetime | None = None) -> None:
         self.rng = rng
         self.pools = locale_pools(seed)
         self.tier_ids = tier_ids
@@ -293,7 +296,7 @@ class _Generator:
         # requested mean: P(n >= k) = q ** k, q = mean / (mean + 1).
         self.log_q = math.log(orders_per_member / (orders_per_member + 1)) \
             if orders_per_member > 0 else None
-        self.now = datetime.now(UTC).replace(microsecond=0)
+        self.now = (now or datetime.now(UTC)).replace(microsecond=0)
 
     def chunk(self, writer: _Writer, size: int) -> dict[str, int]:
         """Generate and write `size` members with everything that hangs off them."""
