@@ -26,7 +26,9 @@ $(VENV)/.installed: pyproject.toml
 services:
 	bash .ci/services.sh
 
-test: install services
+# The services, and Debian's Chromium for the Playwright tests.
+test: install
+	bash .ci/services.sh --browser
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on 127.0.0.1: start them when installed but stopped,
 # install Debian's packages when missing and we are root. Prints one line per service.
+# --browser (make test): also Debian's Chromium, which the Playwright tests drive.
 set -euo pipefail
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -51,4 +52,19 @@ if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ] \
   fi
 else
   echo "services: smtp-sink ok"
+fi
+
+# Debian's Chromium for the Playwright tests (marked `browser`): they drive /usr/bin/chromium
+# and never download Playwright's own browsers. Only `make test` asks for it.
+if [ "${1:-}" = --browser ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt_install chromium
+      echo "services: chromium installed"
+    else
+      echo "services: chromium missing and not root; the browser tests will skip"
+    fi
+  else
+    echo "services: chromium ok"
+  fi
 fi

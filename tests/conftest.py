@@ -79,3 +79,32 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
         output, _ = process.communicate()
     if "Traceback" in output:
         print(output)  # shown by pytest when the test fails
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A page in Debian's Chromium driven by Playwright, for tests marked `browser`.
+
+    Skips only when /usr/bin/chromium is missing (`make test` installs it when run as root).
+    """
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is missing: apt-get install chromium "
+                    "(make test installs it when run as root)")
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API leaves its event loop marked as running in this thread, so Django
+    # would refuse the test's own ORM calls (they never run while the loop does), and keeps
+    # the connections they open in that loop's context: they are closed before it ends, or
+    # they would outlive the test and keep the test database from being dropped.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium))
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(15_000)
+            yield page
+        finally:
+            browser.close()
+            connections.close_all()
