@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 
-from campaigns import admin_views
-from campaigns.models import Campaign, TargetGroup
-from campaigns.selectors import target_group_size
+from campaigns import admin_views, services
+from campaigns.models import Campaign, StaticList, TargetGroup
+from campaigns.selectors import target_group_members, target_group_size
+from members.exports import members_export_response
 from members.models import Channel
 
 RULES_HELP = (
@@ -48,13 +50,55 @@ class CampaignAdmin(admin.ModelAdmin):
 @admin.register(TargetGroup)
 class TargetGroupAdmin(admin.ModelAdmin):
     form = TargetGroupForm
-    list_display = ["name", "description", "updated_at"]
+    list_display = ["name", "description", "is_watched", "updated_at"]
+    list_filter = ["is_watched"]
     search_fields = ["name", "description"]
-    readonly_fields = ["audience_size", "created_at", "updated_at"]
+    readonly_fields = ["audience_size", "is_watched", "watched_since", "created_at",
+                       "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "description", "rules"]}),
-        ("Audience", {"fields": ["audience_size", "created_at", "updated_at"]}),
+        ("Audience", {"fields": ["audience_size", "is_watched", "watched_since", "created_at",
+                                 "updated_at"]}),
     ]
+    actions = ["freeze", "export_members", "watch", "unwatch"]
+
+    @admin.action(description="Freeze into a static list")
+    def freeze(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
+        for group in queryset:
+            try:
+                frozen = services.target_group_freeze(target_group=group)
+            except ValidationError as error:
+                self.message_user(request, f"{group}: {'; '.join(error.messages)}",
+                                  messages.ERROR)
+                continue
+            self.message_user(request, f"{group}: {frozen.size:,} members frozen into "
+                                       f"“{frozen.name}”.", messages.SUCCESS)
+
+    @admin.action(description="Export members as CSV (one group)")
+    def export_members(self, request: HttpRequest,
+                       queryset: QuerySet[TargetGroup]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one target group to export.",
+                              messages.ERROR)
+            return None
+        group = queryset.get()
+        return members_export_response(queryset=target_group_members(target_group=group),
+                                       by=request.user,
+                                       filename=f"target-group-{group.pk}.csv")
+
+    @admin.action(description="Watch: emit entered / left events as members change")
+    def watch(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
+        for group in queryset:
+            services.target_group_watch(target_group=group)
+        self.message_user(request, f"Watching {queryset.count()} target group(s).",
+                          messages.SUCCESS)
+
+    @admin.action(description="Stop watching")
+    def unwatch(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
+        for group in queryset:
+            services.target_group_unwatch(target_group=group)
+        self.message_user(request, f"Stopped watching {queryset.count()} target group(s).",
+                          messages.SUCCESS)
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
@@ -111,3 +155,61 @@ class TargetGroupAdmin(admin.ModelAdmin):
                 for message in messages
             )
         return f"{size:,}"
+
+
+class StaticListUploadForm(forms.ModelForm):
+    """A new static list from a CSV of external ids (an `external_id` column, or the first)."""
+
+    file = forms.FileField(help_text="CSV of external ids: an external_id column, or the first "
+                                     "column. Unknown ids are refused and nothing is saved.")
+
+    class Meta:
+        model = StaticList
+        fields = ["name", "description"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        upload = data.get("file")
+        if upload is None or self.errors:
+            return data
+        # The list is written here, through its service, so that unknown ids become errors on
+        # this form; the admin's add view runs in one transaction with it.
+        try:
+            external_ids = services.static_list_ids_read(upload.read())
+            self.instance = services.static_list_create(
+                name=data["name"], description=data.get("description", ""),
+                external_ids=external_ids)
+        except ValidationError as error:
+            for field, texts in error.message_dict.items():
+                self.add_error("file" if field not in ("name",) else field, texts)
+        return data
+
+    def save(self, commit: bool = True) -> StaticList:
+        return self.instance  # written by static_list_create in clean()
+
+    def save_m2m(self) -> None:
+        pass
+
+
+@admin.register(StaticList)
+class StaticListAdmin(admin.ModelAdmin):
+    list_display = ["name", "source", "size", "frozen_from", "taken_at"]
+    list_filter = ["source"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["source", "frozen_from", "taken_at", "size", "created_at"]
+
+    def get_form(self, request: HttpRequest, obj: StaticList | None = None,
+                 **kwargs: Any) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = StaticListUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: StaticList | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "description", "file"]
+        return ["name", "description", *self.readonly_fields]
+
+    def save_model(self, request: HttpRequest, obj: StaticList, form: Any,
+                   change: bool) -> None:
+        if change:  # only the name and description change after the upload
+            super().save_model(request, obj, form, change)
