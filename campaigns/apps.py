@@ -6,8 +6,15 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        from campaigns.tasks import target_groups_reevaluate
         from members import hooks
 
-        hooks.MEMBERS_CHANGED.append(
-            lambda member_ids: target_groups_reevaluate.delay(member_ids))
+        hooks.MEMBERS_CHANGED.append(_watched_groups_follow)
+
+
+def _watched_groups_follow(member_ids: list[int] | None) -> None:
+    """Re-evaluate the changed members in a worker; no task at all while nothing is watched."""
+    from campaigns.models import TargetGroup
+    from campaigns.tasks import target_groups_reevaluate
+
+    if TargetGroup.objects.filter(is_watched=True).exists():
+        target_groups_reevaluate.delay(member_ids)
