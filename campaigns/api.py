@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from campaigns import selectors, services
 from campaigns.models import StaticList, TargetGroup
 from campaigns.rules import catalog
+from campaigns.rules.schema import rules_json_schema
 from campaigns.serializers import (
     AudiencePreviewSerializer,
     FreezeSerializer,
@@ -55,6 +56,12 @@ class TargetGroupViewSet(viewsets.ModelViewSet):
     def fields(self, request: Request) -> Response:
         """Every field a condition may name, with its operators, kind and choices."""
         return Response(catalog())
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["get"], url_path="rules-schema")
+    def rules_schema(self, request: Request) -> Response:
+        """The JSON Schema of a rule tree, for clients that check a tree before posting it."""
+        return Response(rules_json_schema())
 
     @extend_schema(request=RulesPreviewSerializer, responses=AudiencePreviewSerializer)
     @action(detail=False, methods=["post"])
