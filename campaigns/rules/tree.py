@@ -53,19 +53,22 @@ class Compiler:
 
     def root(self, tree: Any, path: str = "rules") -> Q:
         if tree in ({}, [], None):
-            return Q()
+            # Every member, said explicitly: a group referring to this one may negate it,
+            # and an empty Q() would stay "no condition" under a NOT instead of "nobody".
+            return Q(pk__isnull=False)
         if isinstance(tree, list):
             return self.group("and", tree, f"{path}", depth=1)
         return self.node(tree, path, depth=1)
 
     def node(self, node: Any, path: str, depth: int) -> Q:
-        if depth > MAX_DEPTH:
-            return self.error(path, f"groups nest at most {MAX_DEPTH} deep")
+        """`depth` counts the groups down to and including this node, were it one."""
         if not isinstance(node, dict):
             return self.error(path, "must be a group ({\"and\": [...]}, {\"or\": [...]}, "
                                     "{\"not\": ...}) or a condition ({\"field\", \"op\", ...})")
         groups = [key for key in GROUP_KEYS if key in node]
         if groups:
+            if depth > MAX_DEPTH:
+                return self.error(path, f"groups nest at most {MAX_DEPTH} deep")
             if len(node) != 1:
                 return self.error(path, "a group has exactly one key: and, or or not")
             kind = groups[0]

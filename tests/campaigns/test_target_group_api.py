@@ -117,3 +117,14 @@ def test_target_groups_are_for_staff_only(client):
     assert client.get(URL).status_code in (401, 403)
     assert client.post(f"{URL}preview/", {"rules": {}},
                        content_type="application/json").status_code in (401, 403)
+
+
+def test_not_member_of_a_group_of_everyone_selects_nobody(marketer_client):
+    MemberFactory()
+    everyone = TargetGroupFactory(rules={})
+
+    response = marketer_client.post(f"{URL}preview/", {"rules": {
+        "field": "target_group", "op": "not_member_of", "value": everyone.pk}},
+        content_type="application/json")
+
+    assert response.json()["size"] == 0
