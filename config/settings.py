@@ -162,6 +162,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models call a choice field `source`: name both enums after what they describe.
+    "ENUM_NAME_OVERRIDES": {
+        "StaticListSourceEnum": "campaigns.models.StaticList.Source",
+        "ConsentSourceEnum": "members.models.ConsentSource",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
