@@ -70,7 +70,9 @@ def _parse_place(op: str, raw: Any) -> dict[str, float]:
         raise RuleValueError("lat and lon must be numbers") from exc
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise RuleValueError("lat must be within -90..90 and lon within -180..180")
-    return {"lat": lat, "lon": lon, "km": km}
+    # To 0.1 mm: a coordinate like 1e-300 would underflow PostgreSQL's float arithmetic
+    # (an error, not a zero) in the distance.
+    return {"lat": round(lat, 9), "lon": round(lon, 9), "km": km}
 
 
 FIELDS: list[FieldSpec] = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import ExpressionWrapper, F, JSONField, Q
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import ExtractDay, ExtractMonth
 
 from campaigns.rules.spec import (
@@ -93,15 +94,22 @@ _ATTRIBUTE_KINDS = {
 def attribute_q(key: str, kind: str, cond: Condition) -> Q:
     """A condition on a custom attribute, stored as typed JSON under its key.
 
-    The key's presence is AND-ed in so a member without it never compares as NULL: a NOT
-    around the condition then includes them, as it should.
+    A comparison is AND-ed with "has the key, and not as JSON null", so a member without a
+    value never compares as NULL (a NOT around the condition then includes them, as it should)
+    and never as jsonb's null, which orders below every number and string. The key is an
+    explicit KeyTransform, not a `custom_attributes__<key>` path, so keys such as `in` or
+    `exact` stay keys rather than lookups.
     """
     op, value = cond.op, cond.value
-    path = f"custom_attributes__{key}"
-    present = Q(custom_attributes__has_key=key)
-    empty = ~present | Q(**{path: None})
+    # The wrapper gives the column its JSONField up front, so the lookups below prepare
+    # their values as jsonb, as `custom_attributes__<key>__<lookup>` would.
+    stored = KeyTransform(key, ExpressionWrapper(F("custom_attributes"), output_field=JSONField()))
+    null = Q(_lookup(stored, "exact", None))
+    has_key = Q(custom_attributes__has_key=key)
+    present = has_key & ~null
+    empty = ~has_key | null
     if kind == "text":
-        empty |= Q(**{path: ""})
+        empty |= Q(_lookup(stored, "exact", ""))
     if op == "empty":
         return empty
     if op == "not_empty":
@@ -112,13 +120,13 @@ def attribute_q(key: str, kind: str, cond: Condition) -> Q:
     lookups = {"eq": "exact", "in": "in", "contains": "icontains",
                "starts_with": "istartswith"}
     if op in lookups:
-        return present & Q(**{f"{path}__{lookups[op]}": value})
+        return present & Q(_lookup(stored, lookups[op], value))
     low, high = value  # range
     q = present
     if low is not None:
-        q &= Q(**{f"{path}__gte": low})
+        q &= Q(_lookup(stored, "gte", low))
     if high is not None:
-        q &= Q(**{f"{path}__lte": high})
+        q &= Q(_lookup(stored, "lte", high))
     return q
 
 

@@ -115,8 +115,15 @@ def parse_count(raw: Any, *, low: int = 0, high: int = MAX_DAYS) -> int:
     return raw
 
 
+def _date_or_none(raw: str) -> dt.date | None:
+    try:
+        return parse_date(raw)
+    except ValueError:  # well formed but no such day: 2025-13-01, 2025-02-30
+        return None
+
+
 def parse_day(raw: Any) -> dt.date:
-    if isinstance(raw, str) and (day := parse_date(raw)) is not None:
+    if isinstance(raw, str) and (day := _date_or_none(raw)) is not None:
         return day
     raise RuleValueError("must be a date (YYYY-MM-DD)")
 
@@ -128,7 +135,7 @@ def parse_moment(raw: Any) -> dt.datetime:
             moment = parse_datetime(raw)
         except ValueError:
             moment = None
-        if moment is None and (day := parse_date(raw)) is not None:
+        if moment is None and (day := _date_or_none(raw)) is not None:
             moment = dt.datetime.combine(day, dt.time.min)
         if moment is not None:
             return moment if timezone.is_aware(moment) else timezone.make_aware(moment)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import factory
+from django.utils import timezone
 
-from communications.models import Gateway, Mailing, Template
+from communications.models import Gateway, Mailing, Message, Template
 from tests.campaigns.factories import CampaignFactory, TargetGroupFactory
+from tests.members.factories import MemberFactory
 
 
 class GatewayFactory(factory.django.DjangoModelFactory):
@@ -38,3 +40,15 @@ class MailingFactory(factory.django.DjangoModelFactory):
     target_group = factory.SubFactory(TargetGroupFactory)
     template = factory.SubFactory(TemplateFactory)
     gateway = factory.SubFactory(GatewayFactory)
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    mailing = factory.SubFactory(MailingFactory)
+    member = factory.SubFactory(MemberFactory)
+    channel = "email"
+    status = Message.Status.QUEUED
+    created_at = factory.LazyFunction(timezone.now)
+    updated_at = factory.LazyAttribute(lambda m: m.created_at)

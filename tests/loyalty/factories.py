@@ -5,7 +5,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
+from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Store, Tier
 from tests.members.factories import MemberFactory
 
 
@@ -56,3 +56,14 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
     product = factory.SubFactory(ProductFactory)
     quantity = 2
     unit_price = Decimal("9.90")
+
+
+class StoreFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Store
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"store-{n}")
+    name = factory.LazyAttribute(lambda s: s.code.replace("-", " ").title())
+    latitude = 56.9475
+    longitude = 24.1069

@@ -54,3 +54,32 @@ class CustomAttributeFactory(factory.django.DjangoModelFactory):
     key = factory.Sequence(lambda n: f"attribute_{n}")
     label = factory.LazyAttribute(lambda a: a.key.replace("_", " ").capitalize())
     type = "string"
+
+
+class DeviceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.Device"
+
+    member = factory.SubFactory(MemberFactory)
+    platform = "fcm"
+    token = factory.Sequence(lambda n: f"push-token-{n:08d}")
+    is_active = True
+
+
+class MessengerAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.MessengerAccount"
+
+    member = factory.SubFactory(MemberFactory)
+    network = "viber"
+    account_id = factory.Sequence(lambda n: f"account-{n:08d}")
+    is_active = True
+
+
+class SuppressionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.Suppression"
+
+    channel = "email"
+    address = factory.Sequence(lambda n: f"suppressed-{n}@members.example.com")
+    reason = "hard_bounce"
