@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,24 @@ def rules_members_of(*, tree: Any, target_group_id: int | None = None) -> QueryS
 
 
 def target_group_size(*, target_group: TargetGroup) -> int:
-    return target_group_members(target_group=target_group).count()
+    with segment_query_session():
+        return target_group_members(target_group=target_group).count()
+
+
+@contextmanager
+def segment_query_session(*, timeout_ms: int | None = None) -> Iterator[None]:
+    """A transaction whose queries may use ENGAGE_SEGMENT_WORK_MEM for their hashes and sorts
+    (the 4 MB default spills a count over millions of orders to disk) and, when given, stop
+    after `timeout_ms`. Both settings end with the transaction. Nothing to set on SQLite."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('work_mem', %s, true)",
+                               [settings.ENGAGE_SEGMENT_WORK_MEM])
+                if timeout_ms is not None:
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                                   [str(timeout_ms)])
+        yield
 
 
 @dataclass
@@ -62,12 +81,9 @@ def _within_budget(run: Any, estimate: Any) -> tuple[Any, bool]:
     """
     if connection.vendor != "postgresql":
         return run(), False
-    timeout_ms = int(settings.ENGAGE_SEGMENT_COUNT_TIMEOUT * 1000)
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
-                               [str(timeout_ms)])
+        with segment_query_session(
+                timeout_ms=int(settings.ENGAGE_SEGMENT_COUNT_TIMEOUT * 1000)):
             return run(), False
     except DatabaseError as error:
         if getattr(error.__cause__, "sqlstate", None) != "57014":  # query_canceled

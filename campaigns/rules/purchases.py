@@ -68,16 +68,21 @@ def _value_filter(op: str, value: Any) -> dict[str, Any]:
 def _aggregate(aggregate: Callable[[], Any], zero: Any) -> Callable[[Condition, Any], Q]:
     """Compile a condition on one aggregate of the member's orders in the window.
 
+    A correlated EXISTS (… GROUP BY member HAVING …): PostgreSQL keeps it a per-member probe
+    of `order_member_placed_idx` (index-only, the total is included), evaluated after the
+    cheaper conditions, so it costs only the members that got that far — on the 10-condition
+    benchmark group 85k probes instead of summing 4.7M orders, twice, for a hashed IN.
     `zero` is the aggregate of a member without orders in the window (None: undefined, as
     the average is, so such a member never matches).
     """
     def compile(cond: Condition, compiler: Any) -> Q:
         value = _exact(cond.value)
-        having = (_orders(cond).values("member_id").annotate(aggregate=aggregate())
-                  .filter(**_value_filter(cond.op, value)).values("member_id"))
-        q = Q(pk__in=having)
+        mine = _orders(cond).filter(member=OuterRef("pk")).order_by()
+        having = (mine.values("member_id").annotate(aggregate=aggregate())
+                  .filter(**_value_filter(cond.op, value)))
+        q = Q(Exists(having))
         if _value_matches(cond.op, value, zero):
-            q |= ~Exists(_orders(cond).filter(member=OuterRef("pk")))
+            q |= ~Exists(mine)
         return q
     return compile
 
