@@ -7,13 +7,14 @@ true / false, 1 / 0; empty leaves the consent as it is); `consent_text` and `con
 wording shown and when the row's consents were given (the import time when absent).
 
 The file is read in blocks of whole records (~1 MB), never whole. Each block is parsed and
-cleaned with `member_fields_clean`, in forked worker processes when the file is big (the checks
-cost ~60 µs a row, the phone number most of it), then, in the import's one transaction, COPYed
-(executemany on SQLite) into a TEMP staging table, upserted with one INSERT ... SELECT ... ON
-CONFLICT, and its consent cells that change something written to the ledger and the current
-consents. While the database writes one block the workers clean the next ones. A bad row stops
-the writing but not the checking, so the report names every bad row, and the transaction is
-rolled back: nothing is imported unless bad rows may be skipped.
+cleaned with the rules of `member_fields_clean`, picked once per column, in forked worker
+processes when the file is big (~30 µs a row, its COPY text included), then, in the import's
+one transaction, COPYed (executemany on SQLite) into a TEMP staging table (made for the first
+block, truncated for the next), upserted with one INSERT ... SELECT ... ON CONFLICT, and its
+consent cells that change something written to the ledger and the current consents. While
+the database writes one block the workers clean the next ones. A bad row stops the writing but
+not the checking, so the report names every bad row, and the transaction is rolled back:
+nothing is imported unless bad rows may be skipped.
 
 Imported consent events carry the file's evidence (source "import", `consent_text`, the time).
 An imported email grant sends no double opt-in confirmation, as `consent_record` would: a

@@ -25,11 +25,14 @@ from members.imports.layout import (
 )
 from members.models import CustomAttribute
 from members.services.profiles import (
-    member_fields_clean,
+    FIELD_CLEANERS,
+    custom_attribute_clean,
+    location_incomplete,
     moment_parse,
+    phone_clean,
 )
 
-BLOCK_BYTES = 1 << 20  # ~8,500 rows: the unit a worker cleans and the database writes
+BLOCK_BYTES = 1 << 20  # ~4,000 rows: the unit a worker cleans and the database writes
 WORKERS_MAX = 4
 IN_FLIGHT_PER_WORKER = 4  # blocks cleaned ahead while the database writes one
 # A record still open after this much text has an unbalanced quote, not a long field: cut at
@@ -50,12 +53,36 @@ class Chunk(NamedTuple):
     ids: list[tuple[int, str]]  # (line, external id) of every row with one, valid or not
 
 
+_BAD = object()  # in place of a value that did not pass its rule
+
+
 class Cleaner:
-    """Turns a block of CSV text into staging rows and bad rows; runs in worker processes."""
+    """Turns a block of CSV text into staging rows and bad rows; runs in worker processes.
+
+    The rules are `member_fields_clean`'s own (`FIELD_CLEANERS`, `phone_clean`,
+    `custom_attribute_clean`, `location_incomplete`), looked up once per column rather than
+    once per cell: the same values pass, with the same reasons for those that do not.
+    """
 
     def __init__(self, layout: Layout, declared: Mapping[str, CustomAttribute],
                  now: dt.datetime, encode: Encoder) -> None:
         self.layout, self.declared, self.now, self.encode = layout, declared, now, encode
+        columns = layout.columns
+        self.width = len(columns)
+        self.positions = {column: position for position, column in enumerate(columns)}
+        # (index in the row, column, rule; None for the phone, whose rule takes the country)
+        self.profile = tuple((index, name, None if name == "phone" else FIELD_CLEANERS[name])
+                             for name, index in layout.profile)
+        names = [name for name, _ in layout.profile]
+        self.country = dict(layout.profile).get("country")
+        # Where the coordinates sit in a cleaned row: after its line, external id and valid.
+        self.location = ((names.index("latitude") + 3, names.index("longitude") + 3)
+                         if "latitude" in names and "longitude" in names else None)
+        self.attributes = tuple((index, ATTRIBUTE_PREFIX + key, key, declared[key])
+                                for key, index in layout.attributes)
+        self.consents = tuple((index, CONSENT_PREFIX + channel)
+                              for channel, index in layout.consents)
+        self.latest = now + dt.timedelta(minutes=5)  # a consent given later is in the future
 
     def chunk(self, first_line: int, text: str) -> Chunk:
         reader = csv.reader(io.StringIO(text, newline=""))
@@ -86,60 +113,72 @@ class Cleaner:
 
     def _row(self, line: int, row: list[str], rows: list[tuple[Any, ...]],
              bad: list[BadRow], ids: list[tuple[int, str]]) -> None:
-        layout = self.layout
-        width = len(layout.columns)
+        width = self.width
         if len(row) != width:
-            column = layout.columns[len(row)] if len(row) < width else f"#{width + 1}"
+            column = self.layout.columns[len(row)] if len(row) < width else f"#{width + 1}"
             bad.append(BadRow(line, column, f"the row has {len(row)} fields, the header {width}"))
             return
         errors: list[tuple[str, str]] = []
-        external_id = row[layout.external_id].strip()
+        external_id = row[self.layout.external_id].strip()
         if not external_id:
             errors.append(("external_id", "is required"))
         elif len(external_id) > EXTERNAL_ID_MAX:
             errors.append(("external_id", f"at most {EXTERNAL_ID_MAX} characters"))
         else:
             ids.append((line, external_id))
-        data: dict[str, Any] = {name: row[index] for name, index in layout.profile}
-        if layout.attributes:
-            data["custom_attributes"] = {key: row[index] for key, index in layout.attributes}
-        cleaned: dict[str, Any] = {}
-        try:
-            cleaned = member_fields_clean(data, declared=self.declared)
-        except ValidationError as exc:
-            for key, texts in exc.message_dict.items():
-                column = key.replace("custom_attributes.", ATTRIBUTE_PREFIX, 1)
-                errors.append((column, "; ".join(texts)))
-        actions = []
-        for channel, index in layout.consents:
-            value = row[index].strip().lower()
+        values: list[Any] = [line, external_id, True]
+        append = values.append
+        for index, column, rule in self.profile:
+            try:
+                if rule is None:
+                    region = row[self.country] or None if self.country is not None else None
+                    append(phone_clean(row[index], region=region))
+                else:
+                    append(rule(row[index]))
+            except ValidationError as exc:
+                append(_BAD)
+                errors.extend((key, "; ".join(texts)) for key, texts in exc.message_dict.items())
+            except ValueError as exc:
+                append(_BAD)
+                errors.append((column, str(exc)))
+        if self.location is not None:
+            cleaned = {name: values[slot] for name, slot in zip(
+                ("latitude", "longitude"), self.location, strict=True) if values[slot] is not _BAD}
+            if location_incomplete(cleaned) and "latitude" in cleaned:
+                errors.append(("latitude", "latitude and longitude go together"))
+        if self.attributes:
+            attributes: dict[str, Any] = {}
+            for index, column, key, attribute in self.attributes:
+                try:
+                    attributes[key] = custom_attribute_clean(attribute, row[index])
+                except ValueError as exc:
+                    errors.append((column, str(exc)))
+            append(attributes)
+        for index, column in self.consents:
+            cell = row[index]
+            value = cell.strip().lower()
             action = CONSENT_ACTIONS.get(value) if value else None
             if value and action is None:
-                errors.append((CONSENT_PREFIX + channel,
-                               f"{row[index]!r} is not a consent; use granted or withdrawn "
-                               "(yes/no, true/false, 1/0), or leave it empty"))
-            actions.append(action)
-        consented_at = None
-        if layout.consented_at is not None and (text := row[layout.consented_at].strip()):
-            try:
-                consented_at = moment_parse(text)
-                if consented_at > self.now + dt.timedelta(minutes=5):
-                    raise ValueError("is in the future")
-            except ValueError as exc:
-                errors.append(("consented_at", str(exc)))
+                errors.append((column, f"{cell!r} is not a consent; use granted or withdrawn "
+                                       "(yes/no, true/false, 1/0), or leave it empty"))
+            append(action)
+        if self.layout.consent_text is not None:
+            append(row[self.layout.consent_text].strip())
+        if self.layout.consented_at is not None:
+            consented_at = None
+            if text := row[self.layout.consented_at].strip():
+                try:
+                    consented_at = moment_parse(text)
+                    if consented_at > self.latest:
+                        raise ValueError("is in the future")
+                except ValueError as exc:
+                    errors.append(("consented_at", str(exc)))
+            append(consented_at)
         if errors:
-            errors.sort(key=lambda error: layout.position(error[0]))
+            positions = self.positions
+            errors.sort(key=lambda error: positions.get(error[0], width))
             bad.extend(BadRow(line, column, reason) for column, reason in errors)
             return
-        values: list[Any] = [line, external_id, True]
-        values.extend(cleaned[name] for name, _ in layout.profile)
-        if layout.attributes:
-            values.append(cleaned["custom_attributes"])
-        values.extend(actions)
-        if layout.consent_text is not None:
-            values.append(row[layout.consent_text].strip())
-        if layout.consented_at is not None:
-            values.append(consented_at)
         rows.append(tuple(values))
 
 

@@ -12,6 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from members import hooks
 from members.imports.layout import ERASED_REASON, GRANT, BadRow, ImportReport, Layout, layout_read
 from members.imports.reading import Blocks, Chunk, Cleaner, FileError, chunks_cleaned
 from members.imports.staging import CONSENT_STAGE, STAGE, WRITTEN, PostgresStage, Stage
@@ -324,3 +325,5 @@ def _import(source: BinaryIO, report: ImportReport, *, skip_bad_rows: bool,
             "skipped": report.skipped, "consent_events": report.consent_events,
             "columns": list(layout.columns),
         })
+        # Too many members to list: what follows them (watched target groups) looks at all.
+        hooks.members_changed(None)

@@ -8,13 +8,13 @@ from members.services.consents import (
 )
 from members.services.double_opt_in import email_confirm, email_confirmation_url
 from members.services.keywords import sms_inbound_apply
+from members.services.phones import phone_normalize
 from members.services.privacy import member_data_export, member_erase
 from members.services.profiles import (
     custom_attributes_validate,
     email_normalize,
     member_fields_clean,
     member_upsert,
-    phone_normalize,
 )
 from members.services.suppressions import (
     address_normalize,

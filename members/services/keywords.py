@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef
 
 from members.models import Channel, Consent, ConsentEvent, ConsentSource, Member, Purpose
 from members.services.consents import consent_record
-from members.services.profiles import phone_normalize
+from members.services.phones import phone_normalize
 
 
 def _keyword_form(text: str) -> str:

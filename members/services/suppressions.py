@@ -8,7 +8,8 @@ from django.db import transaction
 
 from members.models import AuditEntry, Channel, Suppression
 from members.services.audit import audit_record
-from members.services.profiles import email_normalize, phone_normalize
+from members.services.phones import phone_normalize
+from members.services.profiles import email_normalize
 
 SUPPRESSIBLE_CHANNELS = (Channel.EMAIL, Channel.SMS)
 

@@ -5,6 +5,7 @@ import pytest
 from campaigns.models import TargetGroupMembership
 from campaigns.services import target_group_watch, target_groups_reevaluate
 from loyalty.models import Event
+from members.models import Member
 from members.services import member_upsert
 from tests.campaigns.factories import TargetGroupFactory
 from tests.conftest import wait_until
@@ -101,3 +102,22 @@ def test_profile_update_enters_the_member_through_a_real_worker(celery_worker_pr
     # then, after commit, the worker records the entry
     wait_until(lambda: bool(_events("TARGET_GROUP_ENTERED")), what="the entered event")
     assert _events("TARGET_GROUP_ENTERED") == [(member.pk, group.pk)]
+
+
+@pytest.mark.pipeline
+def test_members_imported_from_csv_enter_watched_groups_through_a_real_worker(
+        celery_worker_process, tmp_path):
+    from members.imports import members_import
+
+    group = target_group_watch(target_group=TargetGroupFactory(rules=GERMAN))
+    source = tmp_path / "members.csv"
+    source.write_text("external_id,language\nCSV-1,de\nCSV-2,en\n", encoding="utf-8")
+
+    with source.open("rb") as handle:
+        report = members_import(source=handle, by=None)
+
+    assert report.imported
+    wait_until(lambda: bool(_events("TARGET_GROUP_ENTERED")), what="the entered event")
+    entered = _events("TARGET_GROUP_ENTERED")
+    assert [(member_id, group_id) for member_id, group_id in entered] == [
+        (Member.objects.get(external_id="CSV-1").pk, group.pk)]
