@@ -242,8 +242,6 @@ ENGAGE_SMS_STOP_KEYWORDS = env.list(
 )
 # How long an audience count may run before the preview shows PostgreSQL's estimate instead.
 ENGAGE_SEGMENT_COUNT_TIMEOUT = env.float("ENGAGE_SEGMENT_COUNT_TIMEOUT", default=5.0)
-# PostgreSQL work_mem for target-group counts and previews (one query at a time per marketer).
-ENGAGE_SEGMENT_WORK_MEM = env.str("ENGAGE_SEGMENT_WORK_MEM", default="64MB")
 
 LOGGING = {
     "version": 1,
