@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 
 from campaigns import admin_views, services
 from campaigns.models import Campaign, StaticList, TargetGroup
+from campaigns.rules import rules_error_lines
 from campaigns.selectors import target_group_members, target_group_size
 from members.exports import members_export_response
 from members.models import Channel
@@ -150,10 +151,7 @@ class TargetGroupAdmin(admin.ModelAdmin):
             size = target_group_size(target_group=target_group)
         except ValidationError as error:
             # Reached when the form re-renders rejected rules, or for rules stored another way.
-            return "The rules are invalid: " + "; ".join(
-                f"{path}: {message}" for path, messages in error.message_dict.items()
-                for message in messages
-            )
+            return "The rules are invalid: " + "; ".join(rules_error_lines(error))
         return f"{size:,}"
 
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from campaigns import selectors, services
 from campaigns.models import StaticList, TargetGroup
-from campaigns.rules import catalog
+from campaigns.rules import catalog, rules_error_lines
 from campaigns.rules.schema import rules_json_schema
 from campaigns.serializers import (
     AudiencePreviewSerializer,
@@ -28,7 +28,6 @@ from campaigns.serializers import (
     StaticListCreateSerializer,
     StaticListSerializer,
     TargetGroupSerializer,
-    rules_errors,
 )
 from config.api import service_call
 from members.api_imports import CSVRenderer
@@ -40,7 +39,7 @@ def _preview(tree: Any, *, target_group_id: int | None, sample_size: int = 10) -
         preview = selectors.audience_preview(tree=tree, target_group_id=target_group_id,
                                              sample_size=sample_size)
     except DjangoValidationError as error:
-        raise serializers.ValidationError({"rules": rules_errors(error)}) from error
+        raise serializers.ValidationError({"rules": rules_error_lines(error)}) from error
     return Response(AudiencePreviewSerializer(preview.as_dict()).data)
 
 

@@ -50,17 +50,14 @@ class TargetGroup(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from campaigns.rules import rules_validate
+        from campaigns.rules import rules_error_lines, rules_validate
 
         try:
             rules_validate(self.rules, target_group=self if self.pk else None)
         except ValidationError as error:
             # Errors are keyed by the path in the tree (`rules.and[2].value`), which is no
             # model field: keep the path in the text and put them on `rules` for forms.
-            raise ValidationError({"rules": [
-                message if path == "rules" else f"{path}: {message}"
-                for path, messages in error.message_dict.items() for message in messages
-            ]}) from error
+            raise ValidationError({"rules": rules_error_lines(error)}) from error
 
 
 class TargetGroupMembership(models.Model):

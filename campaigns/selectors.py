@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
 
 from campaigns.models import TargetGroup
-from campaigns.rules import rules_compile
+from campaigns.rules import rules_members
 from members.models import Channel, Member
 from members.selectors import member_reachable
 
@@ -23,28 +21,11 @@ SAMPLE_FIELDS = ("id", "external_id", "first_name", "last_name", "email", "phone
 
 def target_group_members(*, target_group: TargetGroup) -> QuerySet[Member]:
     """The members a target group selects, as one lazily evaluated queryset."""
-    return rules_members_of(tree=target_group.rules, target_group_id=target_group.pk)
-
-
-def rules_members_of(*, tree: Any, target_group_id: int | None = None) -> QuerySet[Member]:
-    return Member.objects.filter(rules_compile(tree, target_group_id=target_group_id))
+    return rules_members(target_group.rules, target_group_id=target_group.pk)
 
 
 def target_group_size(*, target_group: TargetGroup) -> int:
     return target_group_members(target_group=target_group).count()
-
-
-@contextmanager
-def segment_query_session(*, timeout_ms: int) -> Iterator[None]:
-    """A transaction whose queries stop after `timeout_ms` (PostgreSQL; the setting ends with
-    the transaction). A larger work_mem was tried here and measured slower: with room for
-    them the planner picks hash plans over every order line instead of per-member probes."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
-                               [str(timeout_ms)])
-        yield
 
 
 @dataclass
@@ -77,9 +58,14 @@ def _within_budget(run: Any, estimate: Any) -> tuple[Any, bool]:
     """
     if connection.vendor != "postgresql":
         return run(), False
+    # A larger work_mem was tried for these counts and measured slower: with room for them the
+    # planner picks hash plans over every order line instead of per-member probes.
+    timeout_ms = int(settings.ENGAGE_SEGMENT_COUNT_TIMEOUT * 1000)
     try:
-        with segment_query_session(
-                timeout_ms=int(settings.ENGAGE_SEGMENT_COUNT_TIMEOUT * 1000)):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               [str(timeout_ms)])
             return run(), False
     except DatabaseError as error:
         if getattr(error.__cause__, "sqlstate", None) != "57014":  # query_canceled
@@ -91,7 +77,7 @@ def audience_preview(*, tree: Any, target_group_id: int | None = None,
                      sample_size: int = 10) -> AudiencePreview:
     """Size, reachable count per channel and a sample of the members a tree selects, without
     saving anything; raises ValidationError naming the bad paths of an invalid tree."""
-    members = rules_members_of(tree=tree, target_group_id=target_group_id).order_by()
+    members = rules_members(tree, target_group_id=target_group_id).order_by()
     size, estimated = _within_budget(members.count, lambda: _planner_estimate(members))
     channels = Channel.values
 

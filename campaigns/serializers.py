@@ -6,13 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from campaigns.models import StaticList, TargetGroup
-from campaigns.rules import rules_validate
-
-
-def rules_errors(error: DjangoValidationError) -> list[str]:
-    """The tree's errors as 'path: message' lines under `rules`."""
-    return [message if path == "rules" else f"{path}: {message}"
-            for path, messages in error.message_dict.items() for message in messages]
+from campaigns.rules import rules_error_lines, rules_validate
 
 
 class RulesField(serializers.JSONField):
@@ -38,7 +32,7 @@ class TargetGroupSerializer(serializers.ModelSerializer):
         try:
             rules_validate(rules, target_group=self.instance)
         except DjangoValidationError as error:
-            raise serializers.ValidationError({"rules": rules_errors(error)}) from error
+            raise serializers.ValidationError({"rules": rules_error_lines(error)}) from error
         return attrs
 
 

@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from campaigns.models import StaticList, StaticListMember, TargetGroup, TargetGroupMembership
-from campaigns.selectors import rules_members_of, target_group_members
+from campaigns.selectors import target_group_members
 from loyalty.models import Event
 from loyalty.services import events_record
 from members.models import Member
@@ -178,7 +178,7 @@ def target_group_reevaluate(*, target_group_id: int, member_ids: Sequence[int] |
              .filter(pk=target_group_id, is_watched=True).first())
     if group is None:
         return 0, 0
-    matching = rules_members_of(tree=group.rules, target_group_id=group.pk).order_by()
+    matching = target_group_members(target_group=group).order_by()
     current = TargetGroupMembership.objects.filter(target_group=group)
     if member_ids is not None:
         matching = matching.filter(pk__in=list(member_ids))

@@ -31,6 +31,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
 from members.models import Channel, Consent, Member, Suppression
+from members.selectors import ADDRESS_FIELDS
 from members.unsubscribe import unsubscribe_urls
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ SkipReason = Message.SkipReason
 State = Mailing.State
 
 # Which Member column holds a channel's address.
-ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone"}
 MAX_ATTEMPTS = 3
 # A sending mailing whose batches have not claimed anything for this long gets its batches
 # enqueued again (a worker or broker lost them); claims make a duplicate batch harmless.

@@ -15,7 +15,8 @@ from loyalty.models import Event
 CHUNK = 5_000
 
 
-def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+def _batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    # itertools.batched arrives with Python 3.12; the project runs on 3.11.
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
@@ -36,7 +37,7 @@ def events_record(*, type: str, entries: Iterable[tuple[int | None, Mapping[str,
     occurred_at = occurred_at or timezone.now()
     written = 0
     with transaction.atomic():
-        for chunk in batched(entries, CHUNK):
+        for chunk in _batched(entries, CHUNK):
             Event.objects.bulk_create([
                 Event(id=uuid.uuid4(), type=type, occurred_at=occurred_at, member_id=member_id,
                       payload=dict(payload), version=version)

@@ -13,15 +13,11 @@ from typing import Any
 from django.db.models import F, FloatField, Q, Value
 from django.db.models.functions import Cos, Power, Radians, Sin
 
-from campaigns.rules.spec import Condition, FieldSpec, RuleValueError, parse_number
+from campaigns.rules.spec import Condition, FieldSpec, RuleValueError, lookup, parse_number
 from loyalty.models import Store
 
 EARTH_RADIUS_KM = 6371.0088
 MAX_KM = 20_000.0
-
-
-def _lookup(lhs: Any, name: str, rhs: Any) -> Any:
-    return lhs.get_lookup(name)(lhs, rhs)
 
 
 def within_km_q(cond: Condition, compiler: Any) -> Q:
@@ -45,7 +41,7 @@ def within_km_q(cond: Condition, compiler: Any) -> Q:
     a = (Power(Sin(half_dlat), 2)
          + Cos(lat1) * Value(math.cos(math.radians(lat0))) * Power(Sin(half_dlon), 2))
     bound = math.sin(angle / 2) ** 2
-    return located & box & Q(_lookup(a, "lte", bound))
+    return located & box & Q(lookup(a, "lte", bound))
 
 
 def _parse_place(op: str, raw: Any) -> dict[str, float]:

@@ -19,6 +19,7 @@ from campaigns.rules.spec import (
     Condition,
     FieldSpec,
     RuleValueError,
+    lookup,
     parse_count,
 )
 from loyalty.models import Tier
@@ -104,12 +105,12 @@ def attribute_q(key: str, kind: str, cond: Condition) -> Q:
     # The wrapper gives the column its JSONField up front, so the lookups below prepare
     # their values as jsonb, as `custom_attributes__<key>__<lookup>` would.
     stored = KeyTransform(key, ExpressionWrapper(F("custom_attributes"), output_field=JSONField()))
-    null = Q(_lookup(stored, "exact", None))
+    null = Q(lookup(stored, "exact", None))
     has_key = Q(custom_attributes__has_key=key)
     present = has_key & ~null
     empty = ~has_key | null
     if kind == "text":
-        empty |= Q(_lookup(stored, "exact", ""))
+        empty |= Q(lookup(stored, "exact", ""))
     if op == "empty":
         return empty
     if op == "not_empty":
@@ -120,18 +121,14 @@ def attribute_q(key: str, kind: str, cond: Condition) -> Q:
     lookups = {"eq": "exact", "in": "in", "contains": "icontains",
                "starts_with": "istartswith"}
     if op in lookups:
-        return present & Q(_lookup(stored, lookups[op], value))
+        return present & Q(lookup(stored, lookups[op], value))
     low, high = value  # range
     q = present
     if low is not None:
-        q &= Q(_lookup(stored, "gte", low))
+        q &= Q(lookup(stored, "gte", low))
     if high is not None:
-        q &= Q(_lookup(stored, "lte", high))
+        q &= Q(lookup(stored, "lte", high))
     return q
-
-
-def _lookup(lhs: Any, name: str, rhs: Any) -> Any:
-    return lhs.get_lookup(name)(lhs, rhs)
 
 
 def attribute_spec(attribute: CustomAttribute) -> FieldSpec:
@@ -171,9 +168,9 @@ def birthday_q(cond: Condition, compiler: Any) -> Q:
     start = _month_day(cond.today)
     end = _month_day(cond.today + dt.timedelta(days=n))
     month_day = ExtractMonth("birth_date") * 100 + ExtractDay("birth_date")
-    within = (Q(_lookup(month_day, "gte", start)) & Q(_lookup(month_day, "lte", end))
+    within = (Q(lookup(month_day, "gte", start)) & Q(lookup(month_day, "lte", end))
               if start <= end else
-              Q(_lookup(month_day, "gte", start)) | Q(_lookup(month_day, "lte", end)))
+              Q(lookup(month_day, "gte", start)) | Q(lookup(month_day, "lte", end)))
     return known & within
 
 

@@ -87,6 +87,12 @@ class FieldSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def lookup(lhs: Any, name: str, rhs: Any) -> Any:
+    """The lookup `name` of an expression (`month * 100 + day >= 1223`), for conditions on
+    computed values that have no field path to filter by."""
+    return lhs.get_lookup(name)(lhs, rhs)
+
+
 # --- scalar parsers -------------------------------------------------------------------------
 
 def parse_text(raw: Any) -> str:
