@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from campaigns.selectors import audience_preview
 from communications.models import Mailing, Message
 from communications.services import mailing_prepare, mailing_schedule
 from members.services import consent_record, suppression_add
@@ -200,3 +202,26 @@ def test_snapshot_stays_one_statement_with_every_compliance_rule(settings):
 
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 1
+
+
+@pytest.mark.parametrize("double_opt_in", [False, True])
+def test_snapshot_queues_exactly_the_members_the_preview_counts_as_reachable(
+        settings, double_opt_in):
+    # The snapshot's skip reasons and the preview's "reachable" state the same law in two
+    # queries; on members in every state they must agree.
+    settings.ENGAGE_EMAIL_DOUBLE_OPT_IN = double_opt_in
+    consenting_member()
+    consenting_member(email_verified_at=timezone.now())
+    consenting_member(email="")
+    consenting_member(status="blocked")
+    suppressed = consenting_member()
+    suppression_add(channel="email", address=suppressed.email, reason="hard_bounce")
+    MemberFactory()
+    ConsentFactory(member=MemberFactory(), state="withdrawn")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    queued = Message.objects.filter(mailing=mailing, status="queued").count()
+    assert queued == audience_preview(tree={}).reachable["email"]
+    assert queued == (1 if double_opt_in else 2)
