@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 
 from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
+from loyalty.services import order_lines_follow
 
 
 @admin.register(Tier)
@@ -54,3 +56,8 @@ class OrderAdmin(admin.ModelAdmin):
     show_full_result_count = False
     raw_id_fields = ["member"]
     inlines = [OrderLineInline]
+
+    def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Lines the formset did not touch still hold the order's old member or time.
+        order_lines_follow(order=form.instance)

@@ -269,7 +269,7 @@ CONSENT_EVENT_COLUMNS = ("member", "channel", "purpose", "action", "source", "re
                          "consent_text")
 ACCOUNT_COLUMNS = ("member", "tier", "tier_since", "points_balance")
 ORDER_COLUMNS = ("id", "member", "external_id", "placed_at", "total", "currency")
-LINE_COLUMNS = ("order", "product", "quantity", "unit_price")
+LINE_COLUMNS = ("order", "product", "quantity", "unit_price", "member", "placed_at")
 
 GRANTED, WITHDRAWN = Consent.State.GRANTED.value, Consent.State.WITHDRAWN.value
 GRANT, WITHDRAW = ConsentEvent.Action.GRANT.value, ConsentEvent.Action.WITHDRAW.value
@@ -393,7 +393,7 @@ class _Generator:
             orders.append((order_id, member_id, f"O{order_id:010d}", placed_at, basket.total,
                            "EUR"))
             for product_id, quantity, unit_price in basket.lines:
-                lines.append((order_id, product_id, quantity, unit_price))
+                lines.append((order_id, product_id, quantity, unit_price, member_id, placed_at))
 
         writer.write(Member, MEMBER_COLUMNS, members)
         writer.write(Consent, CONSENT_COLUMNS, consents)

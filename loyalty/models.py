@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from members.models import Member
@@ -102,9 +104,28 @@ class OrderLine(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
     quantity = models.PositiveIntegerField(default=1)
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    # The order's member and time, copied onto its lines so that "bought coffee in the last
+    # year" is one range scan of the member's lines (orderline_member_placed_idx) instead of
+    # a join of every order line with its order: 5.3 s of a 7.5 s target-group count over 1M
+    # members and 21M lines went to that join. Kept equal to the order's by `save` and by
+    # loyalty.services.order_lines_follow (an order edited after its lines were written).
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+",
+                               db_index=False, editable=False)
+    placed_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["member", "placed_at"], include=["product"],
+                         name="orderline_member_placed_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.quantity} x {self.product_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.member_id = self.order.member_id
+        self.placed_at = self.order.placed_at
+        super().save(*args, **kwargs)
 
 
 class Event(models.Model):

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from loyalty.models import Event
+from loyalty.models import Event, Order, OrderLine
 
 CHUNK = 5_000
 
@@ -44,3 +44,11 @@ def events_record(*, type: str, entries: Iterable[tuple[int | None, Mapping[str,
                 for member_id, payload in chunk])
             written += len(chunk)
     return written
+
+
+def order_lines_follow(*, order: Order) -> int:
+    """Give the order's lines its current member and time (they keep a copy for purchase
+    rules), after the order was edited; returns how many lines changed."""
+    return (OrderLine.objects.filter(order=order)
+            .exclude(member_id=order.member_id, placed_at=order.placed_at)
+            .update(member_id=order.member_id, placed_at=order.placed_at))

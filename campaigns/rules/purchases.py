@@ -140,10 +140,12 @@ def first_time_buyer_q(cond: Condition, compiler: Any) -> Q:
 def _bought(path: str) -> Callable[[Condition, Any], Q]:
     """Bought any of the given products / categories (in the window), or none of them."""
     def compile(cond: Condition, compiler: Any) -> Q:
-        lines = OrderLine.objects.filter(order__member=OuterRef("pk"),
-                                         **{f"product__{path}__in": cond.value})
+        products = Product.objects.filter(**{f"{path}__in": cond.value}).values("pk")
+        # The line's own copy of the order's member and time: one range scan of
+        # orderline_member_placed_idx per member, the products a hashed set.
+        lines = OrderLine.objects.filter(member=OuterRef("pk"), product__in=products)
         if cond.days is not None:
-            lines = lines.filter(order__placed_at__gte=cond.since())
+            lines = lines.filter(placed_at__gte=cond.since())
         bought = Exists(lines)
         return Q(bought) if cond.op == "any" else ~bought
     return compile

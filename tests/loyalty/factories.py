@@ -56,6 +56,9 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
     product = factory.SubFactory(ProductFactory)
     quantity = 2
     unit_price = Decimal("9.90")
+    # bulk_create skips OrderLine.save, which copies these from the order.
+    member = factory.LazyAttribute(lambda line: line.order.member)
+    placed_at = factory.LazyAttribute(lambda line: line.order.placed_at)
 
 
 class StoreFactory(factory.django.DjangoModelFactory):
