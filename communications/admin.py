@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import forms
@@ -21,6 +22,8 @@ from communications.renderers import MEMBER_PLACEHOLDERS
 from communications.selectors import mailing_status_counts, mailings_with_counts
 from communications.services import (
     mailing_cancel,
+    mailing_pause,
+    mailing_resume,
     mailing_schedulable_errors,
     mailing_schedule,
     mailing_start_now,
@@ -30,11 +33,30 @@ State = Mailing.State
 Status = Message.Status
 # From `sending` on the audience is frozen into messages, so the mailing no longer changes.
 EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
-CANCELLABLE_STATES = (State.DRAFT, State.SCHEDULED, State.SENDING)
-BUSY_STATES = (State.SCHEDULED, State.SENDING)
+CANCELLABLE_STATES = (State.DRAFT, State.SCHEDULED, State.PREPARING, State.SENDING,
+                      State.PAUSED)
+BUSY_STATES = (State.SCHEDULED, State.PREPARING, State.SENDING)
 MAILING_FIELDS = ["name", "campaign", "target_group", "template", "gateway", "scheduled_at"]
 # `name`s of the extra submit buttons on the mailing change page.
-SCHEDULE, START_NOW, CANCEL = "_schedule", "_start_now", "_cancel"
+SCHEDULE, START_NOW = "_schedule", "_start_now"
+
+
+@dataclass(frozen=True)
+class _StateChange:
+    """A button on the change page of a mailing that is no longer editable."""
+
+    label: str
+    states: tuple[str, ...]  # where the button shows
+    change: Callable[..., Mailing]
+    done: str  # logged and shown, after the mailing's name
+
+
+STATE_CHANGES = {
+    "_pause": _StateChange("Pause", (State.SENDING,), mailing_pause, "is paused."),
+    "_resume": _StateChange("Resume", (State.PAUSED,), mailing_resume, "is sending again."),
+    "_cancel": _StateChange("Cancel mailing", CANCELLABLE_STATES, mailing_cancel,
+                            "is cancelled."),
+}
 
 
 def validation_error_text(error: ValidationError) -> str:
@@ -170,7 +192,8 @@ class MailingAdmin(admin.ModelAdmin):
     list_filter = ["state", "campaign"]
     search_fields = ["name"]
     ordering = ["-id"]
-    actions = ["schedule_selected", "start_selected", "cancel_selected"]
+    actions = ["schedule_selected", "start_selected", "pause_selected", "resume_selected",
+               "cancel_selected"]
     always_readonly = ["state", "channel", "audience_size", "started_at", "completed_at",
                        "failure_reason", "created_by", "created_at", "status_counts"]
 
@@ -245,23 +268,27 @@ class MailingAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        if request.method == "POST" and CANCEL in request.POST:
-            return self._cancel_view(request, object_id)
+        if request.method == "POST":
+            for name, state_change in STATE_CHANGES.items():
+                if name in request.POST:
+                    return self._state_change_view(request, object_id, state_change)
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def _state_change_view(self, request: HttpRequest, object_id: str,
+                           state_change: _StateChange) -> HttpResponse:
         mailing = self.get_object(request, unquote(object_id))
         if mailing is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_change_permission(request, mailing):
             raise PermissionDenied
         try:
-            mailing_cancel(mailing=mailing)
+            state_change.change(mailing=mailing)
         except ValidationError as error:
             self.message_user(request, validation_error_text(error), messages.ERROR)
         else:
-            self.log_change(request, mailing, "Cancelled the mailing.")
-            self.message_user(request, f"“{mailing}” is cancelled.", messages.SUCCESS)
+            self.log_change(request, mailing, f"{state_change.label}: the mailing "
+                                              f"{state_change.done}")
+            self.message_user(request, f"“{mailing}” {state_change.done}", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any],
@@ -273,8 +300,10 @@ class MailingAdmin(admin.ModelAdmin):
         buttons = []
         if allowed and editable:
             buttons += [(SCHEDULE, "Save and schedule"), (START_NOW, "Start now")]
-        if allowed and obj is not None and obj.state in CANCELLABLE_STATES:
-            buttons.append((CANCEL, "Cancel mailing"))
+        if allowed and obj is not None:
+            buttons += [(name, state_change.label)
+                        for name, state_change in STATE_CHANGES.items()
+                        if obj.state in state_change.states]
         context["mailing_buttons"] = buttons
         if not editable:
             context.update(show_save=False, show_save_and_continue=False,
@@ -360,6 +389,14 @@ class MailingAdmin(admin.ModelAdmin):
     @admin.action(description="Start now", permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
         self._apply(request, queryset, mailing_start_now, "started")
+
+    @admin.action(description="Pause", permissions=["change"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
+        self._apply(request, queryset, mailing_pause, "paused")
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
+        self._apply(request, queryset, mailing_resume, "resumed")
 
     @admin.action(description="Cancel", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:

@@ -52,6 +52,18 @@ class MailingViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=None, responses=MailingSerializer)
     @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Stop claiming messages; batches already handed to workers finish."""
+        return self._transition(lambda m: services.mailing_pause(mailing=m))
+
+    @extend_schema(request=None, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """Send the remaining queued messages; nothing sent before the pause is sent again."""
+        return self._transition(lambda m: services.mailing_resume(mailing=m))
+
+    @extend_schema(request=None, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel the mailing; messages not yet sent end as cancelled."""
         return self._transition(lambda m: services.mailing_cancel(mailing=m))

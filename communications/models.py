@@ -64,7 +64,9 @@ class Mailing(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"
+        PREPARING = "preparing", "Preparing (freezing the audience)"
         SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
@@ -111,6 +113,32 @@ class Mailing(models.Model):
     @property
     def channel(self) -> str | None:
         return self.template.channel if self.template_id else None
+
+
+class AudiencePart(models.Model):
+    """One range of member ids of a preparing mailing's audience snapshot.
+
+    The snapshot of a large audience is cut by member id so that every free worker freezes a
+    part at once (one INSERT ... SELECT each, in its own transaction): on two cores a 1M-member
+    snapshot takes about half as long as one statement. A part is written and marked done in
+    the same transaction, so a worker killed mid-part leaves nothing and the part is simply
+    taken again.
+    """
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="audience_parts")
+    first_member_id = models.BigIntegerField()
+    last_member_id = models.BigIntegerField()
+    written = models.PositiveIntegerField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "first_member_id"],
+                                    name="audience_part_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailing_id}: members {self.first_member_id}-{self.last_member_id}"
 
 
 class Message(models.Model):

@@ -1,9 +1,13 @@
-"""Mailing use cases: schedule, start, snapshot the audience, dispatch batches, cancel.
+"""Mailing use cases: schedule, start, snapshot the audience, dispatch batches, pause, resume,
+cancel.
 
-The life of a mailing (DESIGN.md): scheduled -> (tick) -> snapshot in one INSERT ... SELECT ->
-sending -> batches claimed atomically, sent through the gateway, results written in bulk ->
-completed. Every message is sent at most once per (mailing, member, channel): a batch claims its
-rows before it sends, and a claim that is never confirmed ends as `unknown`, not resent.
+The life of a mailing (DESIGN.md): draft -> scheduled -> (tick) preparing: the audience frozen
+into message rows, in parts of member ids taken by every free worker, one INSERT ... SELECT
+each -> sending: batches claimed atomically, sent through the gateway, results written in bulk
+(paused and resumed at will) -> completed; or cancelled / failed.
+
+Every message is sent at most once per (mailing, member, channel): a batch claims its rows
+before it sends, and a claim that is never confirmed ends as `unknown`, not resent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, FilteredRelation, Q, Value, When
+from django.db.models import Case, CharField, F, FilteredRelation, Max, Min, Q, Sum, Value, When
 from django.utils import timezone
 
 from campaigns.selectors import target_group_members
@@ -28,7 +32,7 @@ from communications.gateways import (
     SendResult,
     gateway_for,
 )
-from communications.models import Gateway, Mailing, Message
+from communications.models import AudiencePart, Gateway, Mailing, Message
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
 from members.models import Channel, Consent, Member, Suppression
 from members.selectors import ADDRESS_FIELDS
@@ -98,7 +102,8 @@ def mailing_start_now(*, mailing: Mailing) -> Mailing:
 def mailing_cancel(*, mailing: Mailing) -> Mailing:
     """Stop a mailing: messages not yet sent end as `cancelled`; claimed ones finish."""
     mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
-    if mailing.state not in (State.DRAFT, State.SCHEDULED, State.SENDING):
+    if mailing.state not in (State.DRAFT, State.SCHEDULED, State.PREPARING, State.SENDING,
+                             State.PAUSED):
         raise ValidationError({"state": f"a {mailing.state} mailing cannot be cancelled"})
     now = timezone.now()
     Message.objects.filter(mailing=mailing, status=Status.QUEUED).update(
@@ -107,6 +112,34 @@ def mailing_cancel(*, mailing: Mailing) -> Mailing:
     mailing.state = State.CANCELLED
     mailing.completed_at = now
     mailing.save(update_fields=["state", "completed_at"])
+    return mailing
+
+
+def _state_move(*, mailing: Mailing, source: str, target: str, verb: str) -> Mailing:
+    """Move a locked mailing from `source` to `target`, or refuse naming the state it is in."""
+    mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+    if mailing.state != source:
+        raise ValidationError({"state": f"only a {source} mailing can be {verb}, this one is "
+                                        f"{mailing.state}"})
+    mailing.state = target
+    mailing.save(update_fields=["state"])
+    return mailing
+
+
+@transaction.atomic
+def mailing_pause(*, mailing: Mailing) -> Mailing:
+    """Stop claiming a sending mailing's messages; batches already claimed finish."""
+    return _state_move(mailing=mailing, source=State.SENDING, target=State.PAUSED,
+                       verb="paused")
+
+
+@transaction.atomic
+def mailing_resume(*, mailing: Mailing) -> Mailing:
+    """Send a paused mailing's remaining messages. Only queued rows are ever claimed, so what
+    went out before the pause is never sent again."""
+    mailing = _state_move(mailing=mailing, source=State.PAUSED, target=State.SENDING,
+                          verb="resumed")
+    transaction.on_commit(lambda: mailing_dispatch_enqueue(mailing_id=mailing.pk))
     return mailing
 
 
@@ -130,6 +163,13 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
 
     in_doubt = messages_mark_unconfirmed_unknown(now=now)
 
+    # Parts nobody is freezing (their task was lost with a worker or the broker); a part being
+    # frozen is locked and skipped by whoever takes the re-sent task.
+    preparing = list(Mailing.objects.filter(state=State.PREPARING).values_list("pk", flat=True))
+    for mailing_id in preparing:
+        if not mailing_preparing_finish(mailing_id=mailing_id):
+            tasks.freeze_audience_part.delay(mailing_id)
+
     quiet_since = now - timedelta(seconds=REDISPATCH_AFTER_SECONDS)
     stalled = list(
         Mailing.objects.filter(state=State.SENDING)
@@ -139,7 +179,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
     for mailing_id in stalled:
         if not mailing_complete_if_done(mailing_id=mailing_id):
             mailing_dispatch_enqueue(mailing_id=mailing_id)
-    return {"started": due, "in_doubt": in_doubt, "stalled": stalled}
+    return {"started": due, "in_doubt": in_doubt, "preparing": preparing, "stalled": stalled}
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
@@ -156,11 +196,15 @@ def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
 # --- audience snapshot ----------------------------------------------------------------------
 
 def mailing_prepare(*, mailing_id: int) -> int:
-    """Freeze the audience into message rows and start sending. Returns the rows written.
+    """Start a due mailing: freeze its audience into message rows, then send.
 
-    One INSERT ... SELECT from the compiled target group, in the same transaction as the state
-    change, so the snapshot happens once even if two schedulers race.
+    The scheduled -> preparing change cuts the audience into parts by member id
+    (`AudiencePart`), in one transaction, so the start happens once even if two schedulers
+    race. The parts go to every free worker and this call takes parts too, so without another
+    worker it freezes the whole audience itself. Returns the rows this call wrote.
     """
+    from communications import tasks
+
     with transaction.atomic():
         mailing = (
             Mailing.objects.select_for_update(of=("self",))
@@ -179,13 +223,83 @@ def mailing_prepare(*, mailing_id: int) -> int:
             mailing.save(update_fields=["state", "completed_at", "failure_reason"])
             logger.warning("mailing %s failed to start: %s", mailing_id, mailing.failure_reason)
             return 0
-        written = _audience_snapshot(mailing=mailing)
-        mailing.state = State.SENDING
+        parts = _audience_parts_create(mailing=mailing)
+        mailing.state = State.PREPARING
         mailing.started_at = timezone.now()
         mailing.save(update_fields=["state", "started_at"])
-        transaction.on_commit(lambda: mailing_dispatch_enqueue(mailing_id=mailing_id))
-    logger.info("mailing %s: audience of %s frozen", mailing_id, written)
+        # This call takes one part; the others are offered to the workers.
+        for _ in range(parts - 1):
+            transaction.on_commit(lambda: tasks.freeze_audience_part.delay(mailing_id))
+    return audience_parts_freeze(mailing_id=mailing_id)
+
+
+def _audience_parts_create(*, mailing: Mailing) -> int:
+    bounds = Member.objects.aggregate(first=Min("pk"), last=Max("pk"))
+    first, last = bounds["first"] or 0, bounds["last"] or 0
+    size = settings.ENGAGE_AUDIENCE_PART_SIZE
+    parts = [AudiencePart(mailing=mailing, first_member_id=low,
+                          last_member_id=min(low + size - 1, last))
+             for low in range(first, last + 1, size)]
+    AudiencePart.objects.bulk_create(parts)
+    return len(parts)
+
+
+def audience_parts_freeze(*, mailing_id: int) -> int:
+    """Freeze parts of a preparing mailing's audience until none is left to take; the worker
+    that finds every part done starts the sending. Returns the rows written here.
+
+    A part is taken with SKIP LOCKED (two workers never freeze the same one) and the mailing
+    row is read FOR SHARE while a part is written: a cancel waits for the part in progress and
+    then cancels its rows too, and a part never writes rows for a cancelled mailing.
+    """
+    written = 0
+    while True:
+        with transaction.atomic():
+            part = (AudiencePart.objects.select_for_update(skip_locked=True)
+                    .filter(mailing_id=mailing_id, done_at__isnull=True)
+                    .order_by("first_member_id").first())
+            if part is None:
+                break
+            mailing = _mailing_read_shared(mailing_id=mailing_id)
+            if mailing is None or mailing.state != State.PREPARING:
+                break
+            part.written = _audience_snapshot(
+                mailing=mailing, members=(part.first_member_id, part.last_member_id))
+            part.done_at = timezone.now()
+            part.save(update_fields=["written", "done_at"])
+            written += part.written
+    mailing_preparing_finish(mailing_id=mailing_id)
     return written
+
+
+def _mailing_read_shared(*, mailing_id: int) -> Mailing | None:
+    mailing = (Mailing.objects.select_related("template", "target_group", "gateway")
+               .filter(pk=mailing_id).first())
+    if mailing is not None and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT state FROM {Mailing._meta.db_table} WHERE id = %s FOR SHARE",
+                           [mailing_id])
+            mailing.state = cursor.fetchone()[0]
+    return mailing
+
+
+def mailing_preparing_finish(*, mailing_id: int) -> bool:
+    """Preparing -> sending once every audience part is frozen; True if this call did it.
+
+    Each freezer checks after its own commit, so whichever commits last sees all parts done;
+    two that both see it race on one conditional UPDATE, which only one wins.
+    """
+    if AudiencePart.objects.filter(mailing_id=mailing_id, done_at__isnull=True).exists():
+        return False
+    with transaction.atomic():
+        started = Mailing.objects.filter(pk=mailing_id, state=State.PREPARING).update(
+            state=State.SENDING)
+        if started:
+            transaction.on_commit(lambda: mailing_dispatch_enqueue(mailing_id=mailing_id))
+    if started:
+        frozen = AudiencePart.objects.filter(mailing_id=mailing_id).aggregate(n=Sum("written"))
+        logger.info("mailing %s: audience of %s frozen", mailing_id, frozen["n"] or 0)
+    return bool(started)
 
 
 def _skip_reason(*, mailing: Mailing, channel: str, address_field: str) -> Case:
@@ -226,12 +340,14 @@ def _consent_joins(*, mailing: Mailing, channel: str) -> dict[str, FilteredRelat
     return joins
 
 
-def _audience_snapshot(*, mailing: Mailing) -> int:
+def _audience_snapshot(*, mailing: Mailing, members: tuple[int, int]) -> int:
+    """Write the message rows of the audience members whose ids are in the range `members`."""
     channel = mailing.template.channel
     address_field = ADDRESS_FIELDS[channel]
     now = timezone.now()
     select = (
         target_group_members(target_group=mailing.target_group)
+        .filter(pk__range=members)
         .order_by()
         .annotate(**_consent_joins(mailing=mailing, channel=channel))
         .annotate(_snap_address=F(address_field),

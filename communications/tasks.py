@@ -20,6 +20,11 @@ def prepare_mailing(mailing_id: int) -> int:
 
 
 @shared_task(ignore_result=True)
+def freeze_audience_part(mailing_id: int) -> int:
+    return services.audience_parts_freeze(mailing_id=mailing_id)
+
+
+@shared_task(ignore_result=True)
 def dispatch_batch(mailing_id: int) -> dict[str, int]:
     return services.message_batch_dispatch(mailing_id=mailing_id)
 

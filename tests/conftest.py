@@ -63,6 +63,8 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
         "ENGAGE_SCHEDULER_TICK": "0.5",
         "ENGAGE_VAR_DIR": str(tmp_path),
         "ENGAGE_BATCH_SIZE": "2",
+        # Every mailing's audience frozen in several parts, as a large one is.
+        "ENGAGE_AUDIENCE_PART_SIZE": "2",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--pool=solo",

@@ -214,14 +214,47 @@ def test_change_page_of_a_draft_offers_schedule_start_and_cancel(marketer_client
 
 
 @pytest.mark.django_db
-def test_change_page_of_a_sending_mailing_offers_only_cancel(marketer_client):
+def test_change_page_of_a_sending_mailing_offers_only_pause_and_cancel(marketer_client):
     mailing = MailingFactory(state=State.SENDING)
 
     content = marketer_client.get(_change_url(mailing)).content.decode()
 
+    assert 'name="_pause"' in content
     assert 'name="_cancel"' in content
-    for name in ("_save", "_continue", "_schedule", "_start_now"):
+    for name in ("_save", "_continue", "_schedule", "_start_now", "_resume"):
         assert f'name="{name}"' not in content
+
+
+@pytest.mark.django_db
+def test_change_page_of_a_paused_mailing_offers_resume(marketer_client):
+    mailing = MailingFactory(state=State.PAUSED)
+
+    content = marketer_client.get(_change_url(mailing)).content.decode()
+
+    assert 'name="_resume"' in content
+    assert 'name="_pause"' not in content
+
+
+@pytest.mark.django_db
+def test_pause_button_pauses_a_sending_mailing(marketer_client):
+    mailing = MailingFactory(state=State.SENDING)
+
+    response = marketer_client.post(_change_url(mailing), {"_pause": "1"}, follow=True)
+
+    mailing.refresh_from_db()
+    assert mailing.state == State.PAUSED
+    assert (messages.SUCCESS, f"“{mailing}” is paused.") in _shown(response)
+
+
+@pytest.mark.django_db
+def test_resume_button_sends_a_paused_mailing_again(marketer_client):
+    mailing = MailingFactory(state=State.PAUSED)
+
+    response = marketer_client.post(_change_url(mailing), {"_resume": "1"}, follow=True)
+
+    mailing.refresh_from_db()
+    assert mailing.state == State.SENDING
+    assert (messages.SUCCESS, f"“{mailing}” is sending again.") in _shown(response)
 
 
 # --- what may change ------------------------------------------------------------------------

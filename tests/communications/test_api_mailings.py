@@ -151,3 +151,25 @@ def test_listing_mailings_costs_the_same_queries_for_one_or_many(marketer_client
         MailingFactory()
 
     assert queries_for_list() == one
+
+
+def test_a_sending_mailing_can_be_paused_and_resumed_through_the_api(marketer_client):
+    consenting_member()
+    mailing = mailing_schedule(mailing=MailingFactory())
+    mailing_prepare(mailing_id=mailing.pk)
+
+    paused = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/pause/")
+    resumed = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/resume/")
+
+    assert (paused.status_code, paused.json()["state"]) == (200, "paused")
+    assert (resumed.status_code, resumed.json()["state"]) == (200, "sending")
+
+
+def test_resuming_a_mailing_that_is_not_paused_answers_400_with_the_reason(marketer_client):
+    mailing = MailingFactory()
+
+    response = marketer_client.post(f"/api/v1/mailings/{mailing.pk}/resume/")
+
+    assert response.status_code == 400
+    assert response.json() == {"state": ["only a paused mailing can be resumed, this one is "
+                                         "draft"]}

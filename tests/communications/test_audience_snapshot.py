@@ -114,6 +114,11 @@ def test_a_second_start_writes_nothing_more():
     assert Message.objects.filter(mailing=mailing).count() == 1
 
 
+def _message_inserts(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries
+            if q["sql"].startswith(f'INSERT INTO "{Message._meta.db_table}"')]
+
+
 @pytest.mark.parametrize("audience", [3, 30])
 def test_snapshot_is_one_insert_whatever_the_audience_size(audience):
     for _ in range(audience):
@@ -124,10 +129,25 @@ def test_snapshot_is_one_insert_whatever_the_audience_size(audience):
     with CaptureQueriesContext(connection) as queries:
         mailing_prepare(mailing_id=mailing.pk)
 
-    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    inserts = _message_inserts(queries)
     assert len(inserts) == 1
     assert "SELECT" in inserts[0]
-    assert len(queries) <= 6
+    assert len(queries) <= 25  # savepoints included
+
+
+def test_snapshot_is_one_insert_per_audience_part(settings):
+    settings.ENGAGE_AUDIENCE_PART_SIZE = 2
+    members = [consenting_member() for _ in range(5)]
+    mailing = MailingFactory()
+    mailing_schedule(mailing=mailing)
+
+    with CaptureQueriesContext(connection) as queries:
+        written = mailing_prepare(mailing_id=mailing.pk)
+
+    parts = -(-(members[-1].pk - members[0].pk + 1) // 2)
+    assert len(_message_inserts(queries)) == parts
+    assert written == 5
+    assert set(_statuses(mailing)) == {m.pk for m in members}
 
 
 def test_a_due_mailing_whose_gateway_was_deactivated_fails_with_the_reason():
@@ -200,8 +220,7 @@ def test_snapshot_stays_one_statement_with_every_compliance_rule(settings):
     with CaptureQueriesContext(connection) as queries:
         mailing_prepare(mailing_id=mailing.pk)
 
-    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 1
+    assert len(_message_inserts(queries)) == 1
 
 
 @pytest.mark.parametrize("double_opt_in", [False, True])
