@@ -80,3 +80,16 @@ def test_segment_scenarios_count_their_group_and_explain_the_plan(scenario):
     assert measured.extra["count"] == rules_members(rules).count()
     assert measured.n == 300
     assert "Aggregate" in measured.extra["plan"]
+
+
+@pytest.mark.slow
+def test_rate_limit_error_measures_every_rate_within_target_on_a_short_window():
+    from bench.options import Options
+    from bench.ratelimit import RATES, rate_limit_error
+
+    measured = rate_limit_error(Options(runs=1), window_s=3)
+
+    errors = measured.extra["errors"]
+    assert set(errors) == {f"{rate:g}/s" for rate in RATES}
+    assert measured.value == max(abs(run[0]) for run in errors.values())
+    assert measured.value < 2
