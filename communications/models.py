@@ -149,13 +149,24 @@ class Message(models.Model):
     """
 
     class Status(models.TextChoices):
+        """One state machine for every channel; a status only moves forward
+        (`communications.services.statuses.STATUS_RANK`)."""
+
+        CREATED = "created", "Created"
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending (claimed by a worker)"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened / read"
+        CLICKED = "clicked", "Clicked"
         FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+        REJECTED = "rejected", "Rejected by the provider"
+        UNDELIVERED = "undelivered", "Undelivered"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained (marked as spam)"
+        EXPIRED = "expired", "Expired"
         CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
         UNKNOWN = "unknown", "Unknown (in doubt)"
 
     class SkipReason(models.TextChoices):
@@ -183,6 +194,10 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The gateway that took the message (the mailing's, or the next one after a failover);
+    # receipts are matched on (gateway, provider_id).
+    gateway = models.ForeignKey(Gateway, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="+", db_index=False, db_constraint=False)
     provider_id = models.CharField(max_length=200, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
@@ -192,6 +207,7 @@ class Message(models.Model):
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
@@ -211,7 +227,73 @@ class Message(models.Model):
                 name="message_claimed_idx",
             ),
             models.Index(fields=["member", "created_at"], name="message_member_idx"),
+            models.Index(fields=["gateway", "provider_id"], condition=~models.Q(provider_id=""),
+                         name="message_provider_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.mailing_id}/{self.member_id}/{self.channel}: {self.status}"
+
+
+class MessageStatusChange(models.Model):
+    """Every change of a message's status after it was created: when, to what, said by whom.
+
+    Written in bulk with the change itself (`services.statuses`); a change that would move a
+    status backwards is not made and not recorded.
+    """
+
+    class Source(models.TextChoices):
+        DISPATCH = "dispatch", "Dispatch (the gateway's answer)"
+        RECEIPT = "receipt", "Provider receipt"
+        TRACKING = "tracking", "Engage's open and click tracking"
+        SWEEPER = "sweeper", "Sweeper (lease or lifetime expired)"
+        OPERATOR = "operator", "Marketer (pause, cancel)"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes",
+                                db_index=False, db_constraint=False)
+    status = models.CharField(max_length=16, choices=Message.Status.choices)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    code = models.CharField(max_length=64, blank=True,
+                            help_text="The provider's own state or error code.")
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["message", "occurred_at"],
+                                name="message_change_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.status} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ProviderReceipt(models.Model):
+    """A delivery receipt or tracking event as a provider sent it, kept until it is applied.
+
+    Webhooks only store these (and answer at once); they are applied in bulk afterwards. A
+    receipt that arrives before its send was recorded waits here for the message's provider
+    id; the same receipt sent twice is stored once.
+    """
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="+")
+    provider_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Message.Status.choices)
+    occurred_at = models.DateTimeField()
+    code = models.CharField(max_length=64, blank=True)
+    detail = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "provider_id", "status"],
+                                    name="provider_receipt_once"),
+        ]
+        indexes = [
+            models.Index(fields=["gateway", "provider_id"],
+                         condition=models.Q(applied_at__isnull=True),
+                         name="provider_receipt_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_id}/{self.provider_id}: {self.status}"

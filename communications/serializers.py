@@ -5,20 +5,15 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from communications.models import Mailing
+from communications.models import Mailing, Message
 from communications.selectors import mailing_counts_from_annotations, mailing_status_counts
 
-
-class MailingStatusCountsSerializer(serializers.Serializer):
-    total = serializers.IntegerField()
-    queued = serializers.IntegerField()
-    sending = serializers.IntegerField()
-    sent = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    skipped = serializers.IntegerField()
-    cancelled = serializers.IntegerField()
-    unknown = serializers.IntegerField()
-    skipped_by_reason = serializers.DictField(child=serializers.IntegerField())
+# Messages per status, one field per status of the state machine.
+MailingStatusCountsSerializer = type("MailingStatusCountsSerializer", (serializers.Serializer,), {
+    "total": serializers.IntegerField(),
+    **{status: serializers.IntegerField() for status in Message.Status.values},
+    "skipped_by_reason": serializers.DictField(child=serializers.IntegerField()),
+})
 
 
 class MailingSerializer(serializers.ModelSerializer):

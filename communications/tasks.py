@@ -34,3 +34,10 @@ def send_transactional_message(message_id: int) -> str:
     from communications.transactional import transactional_message_send
 
     return transactional_message_send(message_id=message_id)
+
+
+@shared_task(ignore_result=True)
+def apply_receipts() -> int:
+    from communications.services.statuses import receipts_apply
+
+    return receipts_apply()

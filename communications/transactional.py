@@ -79,7 +79,8 @@ def transactional_message_send(*, message_id: int) -> str:
         message_id=message.pk, address=message.address, subject=content.get("subject", ""),
         body=content.get("body", ""),
     )])
-    messages_record_results(results=results, attempts={message.pk: message.attempts})
+    messages_record_results(results=results, attempts={message.pk: message.attempts},
+                            gateway_id=gateway.pk)
     return Message.objects.values_list("status", flat=True).get(pk=message_id)
 
 

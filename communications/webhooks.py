@@ -14,10 +14,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from communications.gateways import Receipt
 from communications.models import Gateway
+from communications.services.statuses import RECEIPT_STATUSES, receipts_record
 from members.models import Channel
 from members.services.keywords import sms_inbound_apply
 
@@ -51,17 +55,17 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
     return request.POST.dict()
 
 
-@csrf_exempt
-@require_POST
-def sms_inbound(request: HttpRequest, gateway_id: int) -> JsonResponse:
-    """An SMS a member sent to us, relayed by a generic HTTP provider: `from` and `text`.
-
-    Accepted for an inactive gateway too: a STOP must be honoured even after the program
-    stopped sending through that provider.
-    """
-    gateway = Gateway.objects.filter(pk=gateway_id, channel=Channel.SMS).first()
+def _authenticated_gateway(request: HttpRequest, gateway_id: int,
+                           channel: str | None = None) -> Gateway | JsonResponse:
+    """The gateway the call names, if the call is signed with its inbound secret; otherwise
+    the error response to send."""
+    gateways = Gateway.objects.filter(pk=gateway_id)
+    if channel is not None:
+        gateways = gateways.filter(channel=channel)
+    gateway = gateways.first()
     if gateway is None:
-        return _problem(404, "unknown_gateway", f"no SMS gateway with id {gateway_id}")
+        what = f"{channel.upper()} gateway" if channel else "gateway"
+        return _problem(404, "unknown_gateway", f"no {what} with id {gateway_id}")
     secret = gateway.settings.get("inbound_secret") if isinstance(gateway.settings, dict) else None
     if not secret or not isinstance(secret, str):
         return _problem(403, "inbound_not_configured",
@@ -70,6 +74,20 @@ def sms_inbound(request: HttpRequest, gateway_id: int) -> JsonResponse:
                             header=request.headers.get(SIGNATURE_HEADER, "")):
         return _problem(403, "bad_signature",
                         f"missing or wrong {SIGNATURE_HEADER} header for this body")
+    return gateway
+
+
+@csrf_exempt
+@require_POST
+def sms_inbound(request: HttpRequest, gateway_id: int) -> JsonResponse:
+    """An SMS a member sent to us, relayed by a generic HTTP provider: `from` and `text`.
+
+    Accepted for an inactive gateway too: a STOP must be honoured even after the program
+    stopped sending through that provider.
+    """
+    gateway = _authenticated_gateway(request, gateway_id, Channel.SMS)
+    if isinstance(gateway, JsonResponse):
+        return gateway
     try:
         payload = _payload(request)
     except ValidationError as exc:
@@ -89,3 +107,69 @@ def sms_inbound(request: HttpRequest, gateway_id: int) -> JsonResponse:
         return JsonResponse({"from" if field == "phone" else field: texts
                              for field, texts in exc.message_dict.items()}, status=400)
     return JsonResponse({"withdrawn": len(events)})
+
+
+RECEIPTS_PER_CALL = 10_000
+
+
+def _receipt_read(item: Any) -> tuple[Receipt | None, dict[str, str]]:
+    if not isinstance(item, dict):
+        return None, {"receipt": "must be an object"}
+    errors: dict[str, str] = {}
+    provider_id, status = item.get("provider_id"), item.get("status")
+    if not isinstance(provider_id, str) or not provider_id or len(provider_id) > 200:
+        errors["provider_id"] = "the provider's message id (1 to 200 characters) is required"
+    if status not in RECEIPT_STATUSES:
+        errors["status"] = f"must be one of {', '.join(sorted(RECEIPT_STATUSES))}"
+    raw_at = item.get("occurred_at")
+    occurred_at = parse_datetime(raw_at) if isinstance(raw_at, str) else None
+    if occurred_at is None:
+        errors["occurred_at"] = "an ISO 8601 date and time is required"
+    elif timezone.is_naive(occurred_at):
+        errors["occurred_at"] = "must carry a UTC offset (e.g. 2026-01-31T10:00:00Z)"
+    code, detail = item.get("code", ""), item.get("detail", "")
+    if not isinstance(code, str) or len(code) > 64:
+        errors["code"] = "must be text of at most 64 characters"
+    if not isinstance(detail, str):
+        errors["detail"] = "must be text"
+    if errors:
+        return None, errors
+    return Receipt(provider_id=provider_id, status=status, occurred_at=occurred_at,
+                   code=code, detail=detail), {}
+
+
+@csrf_exempt
+@require_POST
+def receipts_inbound(request: HttpRequest, gateway_id: int) -> JsonResponse:
+    """Delivery receipts and tracking events from a provider, in a batch:
+    `{"receipts": [{"provider_id", "status", "occurred_at", "code"?, "detail"?}, ...]}`.
+
+    Stored and acknowledged at once (202), applied in bulk by a worker. A batch with any bad
+    receipt is refused whole (400, errors by index), so a provider's retry never half-applies.
+    """
+    gateway = _authenticated_gateway(request, gateway_id)
+    if isinstance(gateway, JsonResponse):
+        return gateway
+    try:
+        payload = _payload(request)
+    except ValidationError as exc:
+        return JsonResponse(exc.message_dict, status=400)
+    items = payload.get("receipts")
+    if not isinstance(items, list) or not items:
+        return JsonResponse({"receipts": ["a non-empty list of receipts is required"]},
+                            status=400)
+    if len(items) > RECEIPTS_PER_CALL:
+        return JsonResponse({"receipts": [f"at most {RECEIPTS_PER_CALL} receipts per call"]},
+                            status=400)
+    receipts: list[Receipt] = []
+    errors: dict[str, dict[str, str]] = {}
+    for index, item in enumerate(items):
+        receipt, item_errors = _receipt_read(item)
+        if item_errors:
+            errors[str(index)] = item_errors
+        elif receipt is not None:
+            receipts.append(receipt)
+    if errors:
+        return JsonResponse({"receipts": errors}, status=400)
+    receipts_record(gateway_id=gateway.pk, receipts=receipts)
+    return JsonResponse({"accepted": len(receipts)}, status=202)

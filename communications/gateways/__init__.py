@@ -15,11 +15,13 @@ from communications.gateways.base import (
     GatewayConfig,
     GatewayError,
     OutboundMessage,
+    Receipt,
     SendResult,
 )
 
 __all__ = [
-    "GATEWAYS", "BaseGateway", "GatewayConfig", "GatewayError", "OutboundMessage", "SendResult",
+    "GATEWAYS", "BaseGateway", "GatewayConfig", "GatewayError", "OutboundMessage", "Receipt",
+    "SendResult",
     "gateway_config_validate", "gateway_for",
 ]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -57,6 +58,22 @@ class SendResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a provider later said about a message it accepted, in Engage's words.
+
+    `provider_id` is what the provider answered at send (SendResult.provider_id); `status` one
+    of Message.Status (delivered, undelivered, expired, rejected, bounced, opened, clicked,
+    complained); `code` the provider's own state or error code, kept for the marketer.
+    """
+
+    provider_id: str
+    status: str
+    occurred_at: datetime
+    code: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True)

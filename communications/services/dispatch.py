@@ -25,12 +25,15 @@ from communications.gateways import (
     SendResult,
     gateway_for,
 )
-from communications.models import Gateway, Mailing, Message
+from communications.models import Gateway, Mailing, Message, MessageStatusChange
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from communications.services.statuses import StatusChange, changes_record, receipts_apply
 from members.models import Channel
 from members.unsubscribe import unsubscribe_urls
 
 logger = logging.getLogger(__name__)
+
+Source = MessageStatusChange.Source
 
 Status = Message.Status
 SkipReason = Message.SkipReason
@@ -40,14 +43,19 @@ MAX_ATTEMPTS = 3
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
-    """Claims never confirmed within the claim timeout: the worker died mid-send."""
+    """Claims never confirmed within the claim timeout: the worker died mid-send. They may have
+    reached the provider, so they end `unknown` (listed on the mailing), never resent."""
     now = now or timezone.now()
-    return Message.objects.filter(
-        status=Status.SENDING, claimed_at__lt=now - settings.ENGAGE_CLAIM_TIMEOUT
-    ).update(
-        status=Status.UNKNOWN, error_code="unconfirmed",
-        error="claimed by a worker that never confirmed the send; not resent", updated_at=now,
-    )
+    detail = "claimed by a worker that never confirmed the send; not resent"
+    with transaction.atomic():
+        ids = list(Message.objects.select_for_update(skip_locked=True).filter(
+            status=Status.SENDING, claimed_at__lt=now - settings.ENGAGE_CLAIM_TIMEOUT,
+        ).values_list("pk", flat=True))
+        Message.objects.filter(pk__in=ids).update(
+            status=Status.UNKNOWN, error_code="unconfirmed", error=detail, updated_at=now)
+        changes_record(changes=[StatusChange(pk, Status.UNKNOWN, now, "unconfirmed", detail)
+                                for pk in ids], source=Source.SWEEPER, recorded_at=now)
+    return len(ids)
 
 
 def mailing_dispatch_enqueue(*, mailing_id: int) -> int:
@@ -122,7 +130,8 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
         ))
     results = render_failures + gateway_send(gateway=mailing.gateway, batch=outbound)
     attempts = {row["pk"]: row["attempts"] for row in rows}
-    counts = messages_record_results(results=results, attempts=attempts)
+    counts = messages_record_results(results=results, attempts=attempts,
+                                     gateway_id=mailing.gateway_id)
     if counts.get("retry"):
         from communications import tasks
 
@@ -166,35 +175,50 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[
     return results
 
 
-def messages_record_results(*, results: Sequence[SendResult],
-                            attempts: dict[int, int]) -> dict[str, int]:
-    """Write a batch's outcomes back in bulk: one UPDATE per outcome kind, none per row."""
+def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int, int],
+                            gateway_id: int | None) -> dict[str, int]:
+    """Write a batch's outcomes back in bulk: one UPDATE per outcome kind and one INSERT of
+    their history, none per row; then apply receipts that arrived before the send was known."""
     now = timezone.now()
     sent: list[tuple[Any, ...]] = []
     failed: list[tuple[Any, ...]] = []
     in_doubt: list[tuple[Any, ...]] = []
     retry: list[int] = []
+    changes: list[StatusChange] = []
     for result in results:
         error = result.error
         if error is None:
             sent.append((result.message_id, result.provider_id, result.cost))
-        elif error.in_doubt:
+            changes.append(StatusChange(result.message_id, Status.SENT, now))
+            continue
+        if error.in_doubt:
             in_doubt.append((result.message_id, error.code, error.message))
+            status = Status.UNKNOWN
         elif not error.permanent and attempts.get(result.message_id, 0) < MAX_ATTEMPTS:
             retry.append(result.message_id)
+            status = Status.QUEUED  # the claim is given back, to be tried again
         else:
             failed.append((result.message_id, error.code, error.message))
+            status = Status.FAILED
+        changes.append(StatusChange(result.message_id, status, now, error.code, error.message))
     with transaction.atomic():
         _messages_set(rows=sent, columns=("provider_id", "cost"),
-                      fixed={"status": Status.SENT, "sent_at": now, "updated_at": now})
+                      fixed={"status": Status.SENT, "sent_at": now, "updated_at": now,
+                             "gateway_id": gateway_id})
         _messages_set(rows=failed, columns=("error_code", "error"),
-                      fixed={"status": Status.FAILED, "updated_at": now})
+                      fixed={"status": Status.FAILED, "updated_at": now,
+                             "gateway_id": gateway_id})
         _messages_set(rows=in_doubt, columns=("error_code", "error"),
-                      fixed={"status": Status.UNKNOWN, "updated_at": now})
+                      fixed={"status": Status.UNKNOWN, "updated_at": now,
+                             "gateway_id": gateway_id})
         if retry:
             Message.objects.filter(pk__in=retry, status=Status.SENDING).update(
                 status=Status.QUEUED, claimed_at=None, updated_at=now
             )
+        changes_record(changes=changes, source=Source.DISPATCH, recorded_at=now)
+        if sent and gateway_id is not None:
+            receipts_apply(gateway_id=gateway_id,
+                           provider_ids=[provider_id for _, provider_id, _ in sent if provider_id])
     return {"sent": len(sent), "failed": len(failed), "unknown": len(in_doubt),
             "retry": len(retry)}
 

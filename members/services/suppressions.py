@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -56,3 +58,13 @@ def suppression_remove(*, suppression: Suppression, by: AbstractBaseUser | None,
                  detail={"suppression_id": suppression.pk, "channel": suppression.channel,
                          "was": suppression.reason, "reason": reason})
     suppression.delete()
+
+
+def suppressions_add_many(*, addresses: Iterable[tuple[str, str]], reason: str,
+                          source: str = "") -> None:
+    """Suppress (channel, address) pairs already in their stored form (a message's address),
+    in one INSERT; addresses already suppressed keep their first record."""
+    rows = [Suppression(channel=channel, address=address, reason=reason, source=source)
+            for channel, address in set(addresses)
+            if channel in SUPPRESSIBLE_CHANNELS and address]
+    Suppression.objects.bulk_create(rows, ignore_conflicts=True)

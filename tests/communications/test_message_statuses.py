@@ -1,0 +1,184 @@
+"""One forward-only status machine: receipts applied in bulk, out of order, twice, or early."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from communications.gateways import Receipt, SendResult
+from communications.models import Message, MessageStatusChange, ProviderReceipt
+from communications.services import messages_mark_unconfirmed_unknown, messages_record_results
+from communications.services.statuses import (
+    StatusChange,
+    message_statuses_apply,
+    receipts_apply,
+    receipts_record,
+)
+from members.models import Suppression
+from tests.communications.factories import GatewayFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db
+Status = Message.Status
+T0 = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
+
+
+def _sent(gateway, provider_id: str, **fields) -> Message:
+    return MessageFactory(gateway=gateway, provider_id=provider_id, status=Status.SENT,
+                          sent_at=T0, **fields)
+
+
+def _history(message: Message) -> list[tuple[str, str]]:
+    return list(MessageStatusChange.objects.filter(message=message)
+                .order_by("id").values_list("status", "source"))
+
+
+def _receive(gateway, *receipts: tuple[str, str, dt.datetime]) -> None:
+    receipts_record(gateway_id=gateway.pk, receipts=[
+        Receipt(provider_id=provider_id, status=status, occurred_at=at)
+        for provider_id, status, at in receipts])
+    receipts_apply()
+
+
+def test_a_delivery_receipt_moves_a_sent_message_to_delivered_and_records_it():
+    gateway = GatewayFactory()
+    message = _sent(gateway, "p-1")
+
+    _receive(gateway, ("p-1", "delivered", T0 + dt.timedelta(seconds=5)))
+
+    message.refresh_from_db()
+    assert message.status == Status.DELIVERED
+    assert message.delivered_at == T0 + dt.timedelta(seconds=5)
+    assert _history(message) == [("delivered", "receipt")]
+
+
+def test_the_same_receipt_twice_is_stored_and_applied_once():
+    gateway = GatewayFactory()
+    message = _sent(gateway, "p-1")
+
+    _receive(gateway, ("p-1", "delivered", T0))
+    _receive(gateway, ("p-1", "delivered", T0))
+
+    assert ProviderReceipt.objects.count() == 1
+    assert _history(message) == [("delivered", "receipt")]
+
+
+def test_a_click_reported_before_its_open_ends_clicked_with_both_recorded_in_order():
+    gateway = GatewayFactory()
+    message = _sent(gateway, "p-1")
+
+    _receive(gateway, ("p-1", "clicked", T0 + dt.timedelta(minutes=2)),
+             ("p-1", "opened", T0 + dt.timedelta(minutes=1)),
+             ("p-1", "delivered", T0))
+
+    message.refresh_from_db()
+    assert message.status == Status.CLICKED
+    assert message.opened_at == T0 + dt.timedelta(minutes=1)
+    assert [status for status, _ in _history(message)] == ["delivered", "opened", "clicked"]
+
+
+def test_a_late_delivery_receipt_does_not_move_a_clicked_message_back():
+    gateway = GatewayFactory()
+    message = _sent(gateway, "p-1")
+    _receive(gateway, ("p-1", "clicked", T0))
+
+    _receive(gateway, ("p-1", "delivered", T0 - dt.timedelta(seconds=1)))
+
+    message.refresh_from_db()
+    assert message.status == Status.CLICKED
+    assert _history(message) == [("clicked", "receipt")]
+
+
+@pytest.mark.parametrize("final", [Status.FAILED, Status.CANCELLED, Status.SKIPPED])
+def test_no_receipt_moves_a_message_engage_already_ended(final):
+    message = MessageFactory(status=final)
+
+    made = message_statuses_apply(changes=[StatusChange(message.pk, Status.DELIVERED, T0)],
+                                  source="receipt")
+
+    message.refresh_from_db()
+    assert (made, message.status) == (0, final)
+
+
+def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_with_it():
+    gateway = GatewayFactory()
+    message = MessageFactory(status=Status.SENDING, attempts=1)
+    _receive(gateway, ("p-early", "delivered", T0))
+
+    messages_record_results(results=[SendResult(message.pk, provider_id="p-early")],
+                            attempts={message.pk: 1}, gateway_id=gateway.pk)
+
+    message.refresh_from_db()
+    assert message.status == Status.DELIVERED
+    assert [status for status, _ in _history(message)] == ["sent", "delivered"]
+    assert ProviderReceipt.objects.get().applied_at is not None
+
+
+def test_a_receipt_for_another_gateways_provider_id_is_not_applied():
+    message = _sent(GatewayFactory(), "p-1")
+
+    _receive(GatewayFactory(), ("p-1", "delivered", T0))
+
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert ProviderReceipt.objects.get().applied_at is None
+
+
+@pytest.mark.parametrize(("status", "reason"), [("bounced", "hard_bounce"),
+                                                ("complained", "complaint")])
+def test_bounces_and_complaints_suppress_the_address(status, reason):
+    gateway = GatewayFactory()
+    _sent(gateway, "p-1", address="ann@example.com")
+
+    _receive(gateway, ("p-1", status, T0))
+
+    suppression = Suppression.objects.get()
+    assert (suppression.channel, suppression.address, suppression.reason) == (
+        "email", "ann@example.com", reason)
+
+
+def test_receipts_are_applied_in_a_fixed_number_of_queries_whatever_their_number():
+    gateway = GatewayFactory()
+    counts = []
+    for size in (5, 50):
+        for n in range(size):
+            _sent(gateway, f"p-{size}-{n}")
+        receipts_record(gateway_id=gateway.pk, receipts=[
+            Receipt(provider_id=f"p-{size}-{n}", status="delivered", occurred_at=T0)
+            for n in range(size)])
+        with CaptureQueriesContext(connection) as queries:
+            applied = receipts_apply()
+        assert applied == size
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1]
+
+
+def test_a_sent_batch_records_one_history_row_per_message_with_its_outcome():
+    gateway = GatewayFactory()
+    ok, refused = (MessageFactory(status=Status.SENDING, attempts=1) for _ in range(2))
+    from communications.gateways import GatewayError
+
+    messages_record_results(results=[
+        SendResult(ok.pk, provider_id="p-ok"),
+        SendResult(refused.pk, error=GatewayError("550 no such user", code="550",
+                                                  permanent=True)),
+    ], attempts={ok.pk: 1, refused.pk: 1}, gateway_id=gateway.pk)
+
+    assert _history(ok) == [("sent", "dispatch")]
+    assert _history(refused) == [("failed", "dispatch")]
+    assert MessageStatusChange.objects.get(message=refused).code == "550"
+    ok.refresh_from_db()
+    assert ok.gateway_id == gateway.pk
+
+
+def test_a_claim_never_confirmed_ends_unknown_and_says_so_in_its_history(settings):
+    message = MessageFactory(status=Status.SENDING, claimed_at=timezone.now()
+                             - settings.ENGAGE_CLAIM_TIMEOUT - dt.timedelta(seconds=1))
+
+    assert messages_mark_unconfirmed_unknown() == 1
+
+    assert _history(message) == [("unknown", "sweeper")]
