@@ -8,6 +8,7 @@ sink gateways); production is `DEBUG=false` plus real `SECRET_KEY`, `DATABASE_UR
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,6 +245,9 @@ ENGAGE_SMS_STOP_KEYWORDS = env.list(
 )
 # How long an audience count may run before the preview shows PostgreSQL's estimate instead.
 ENGAGE_SEGMENT_COUNT_TIMEOUT = env.float("ENGAGE_SEGMENT_COUNT_TIMEOUT", default=5.0)
+# Large counts run in this many parts at once (one connection each), from this many member ids.
+ENGAGE_SEGMENT_COUNT_WORKERS = env.int("ENGAGE_SEGMENT_COUNT_WORKERS", default=os.cpu_count() or 1)
+ENGAGE_SEGMENT_SPLIT_MIN = env.int("ENGAGE_SEGMENT_SPLIT_MIN", default=200_000)
 
 LOGGING = {
     "version": 1,
