@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 
-from communications.gateways import file_sink, smtp  # noqa: F401  (register the adapters)
+from communications.gateways import fcm, file_sink, smpp, smtp  # noqa: F401  (register the adapters)
 from communications.gateways.base import (
     GATEWAYS,
     BaseGateway,

@@ -159,7 +159,9 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[
         return []
     config = GatewayConfig(
         gateway_id=gateway.pk, channel=gateway.channel, provider=gateway.provider,
-        settings=gateway.settings, sender=gateway.sender or settings.ENGAGE_DEFAULT_FROM_EMAIL,
+        settings=gateway.settings,
+        sender=gateway.sender or (settings.ENGAGE_DEFAULT_FROM_EMAIL
+                                  if gateway.channel == Channel.EMAIL else ""),
         price_per_message=gateway.price_per_message,
     )
     try:
