@@ -34,7 +34,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-bench: install services
+bench: install
+	bash .ci/services.sh --bench
 	$(BENCH_ENV) $(BIN)/python -m bench $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
 
 # The embedded default: SQLite, kombu's filesystem queue, one worker with its scheduler,

@@ -221,7 +221,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- Engage ---------------------------------------------------------------------------------
 ENGAGE_BATCH_SIZE = env.int("ENGAGE_BATCH_SIZE", default=500)
 # A mailing's audience is frozen in parts of this many member ids, taken by every free worker.
-ENGAGE_AUDIENCE_PART_SIZE = env.int("ENGAGE_AUDIENCE_PART_SIZE", default=250_000)
+ENGAGE_AUDIENCE_PART_SIZE = env.int("ENGAGE_AUDIENCE_PART_SIZE", default=125_000)
 ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-mail")))
 # A message claimed by a worker but never confirmed after this long is marked `unknown`: it may
 # or may not have reached the provider, and it is reported, not resent.

@@ -303,10 +303,16 @@ def _skip_reason(*, mailing: Mailing, channel: str, address_field: str) -> Case:
     return Case(*whens, default=Value(""), output_field=CharField())
 
 
-def _consent_joins(*, mailing: Mailing, channel: str) -> dict[str, FilteredRelation]:
+def _consent_joins(*, mailing: Mailing, channel: str,
+                   members: tuple[int, int]) -> dict[str, FilteredRelation]:
     """The member's granted channel consent and withdrawn category consent, as LEFT JOINs
-    (at most one row each: the current state is unique per channel, purpose and category)."""
-    marketing = Q(consents__channel=channel, consents__purpose=Consent.Purpose.MARKETING)
+    (at most one row each: the current state is unique per channel, purpose and category).
+
+    The part's member range is repeated on the consents: PostgreSQL does not carry a range
+    across a join, and without it every part hashed all 1.4M consent rows (0.4 s a part).
+    """
+    marketing = Q(consents__channel=channel, consents__purpose=Consent.Purpose.MARKETING,
+                  consents__member__gte=members[0], consents__member__lte=members[1])
     joins = {"_granted": FilteredRelation("consents", condition=marketing & Q(
         consents__category=None, consents__state=Consent.State.GRANTED))}
     if mailing.category_id is not None:
@@ -325,7 +331,7 @@ def _audience_snapshot(*, mailing: Mailing, members: tuple[int, int]) -> int:
         target_group_members(target_group=mailing.target_group)
         .filter(pk__range=members)
         .order_by()
-        .annotate(**_consent_joins(mailing=mailing, channel=channel))
+        .annotate(**_consent_joins(mailing=mailing, channel=channel, members=members))
         .annotate(_snap_address=F(address_field),
                   _snap_reason=_skip_reason(mailing=mailing, channel=channel,
                                             address_field=address_field))
