@@ -175,8 +175,12 @@ class Message(models.Model):
         MEMBER_INACTIVE = "inactive", "Member blocked or erased"
         NO_ADDRESS = "no_address", "No address for the channel"
         SUPPRESSED = "suppressed", "Address on the suppression list"
-        OPTED_OUT = "opted_out", "No marketing consent on the channel or category"
+        OPTED_OUT = "opted_out", "No marketing consent on the channel"
+        NOT_SUBSCRIBED = "not_subscribed_to_category", "Not subscribed to the mailing's category"
         UNCONFIRMED = "unconfirmed", "Email address not confirmed (double opt-in)"
+        DUPLICATE_ADDRESS = "duplicate_address", "Address shared with another recipient"
+        FREQUENCY_CAP = "frequency_cap", "Over the frequency cap"
+        QUIET_HOURS_EXPIRED = "quiet_hours_expired", "Quiet hours lasted past the lifetime"
 
     # Both foreign keys are covered by the composite indexes below; their own indexes would only
     # slow the audience snapshot down. Nor do they carry database constraints: a snapshot

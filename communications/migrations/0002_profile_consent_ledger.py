@@ -30,6 +30,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='message',
             name='skip_reason',
-            field=models.CharField(blank=True, choices=[('inactive', 'Member blocked or erased'), ('no_address', 'No address for the channel'), ('suppressed', 'Address on the suppression list'), ('opted_out', 'No marketing consent on the channel or category'), ('unconfirmed', 'Email address not confirmed (double opt-in)')], max_length=32),
+            field=models.CharField(blank=True, choices=[('inactive', 'Member blocked or erased'), ('no_address', 'No address for the channel'), ('suppressed', 'Address on the suppression list'), ('opted_out', 'No marketing consent on the channel'), ('unconfirmed', 'Email address not confirmed (double opt-in)')], max_length=32),
         ),
     ]

@@ -331,7 +331,7 @@ def test_mailing_page_shows_status_counters(marketer_client):
 
     content = response.content.decode()
     for label, count in [("Total", 9), ("Sent", 3), ("Failed", 1), ("Queued", 2),
-                         ("Skipped", 3), ("— No marketing consent on the channel or category", 2),
+                         ("Skipped", 3), ("— No marketing consent on the channel", 2),
                          ("— No address for the channel", 1), ("Cancelled", 0)]:
         assert f"<tr><th>{label}</th><td>{count}</td></tr>" in content
 

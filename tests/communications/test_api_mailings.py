@@ -4,6 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from communications.models import Message
 from communications.services import mailing_prepare, mailing_schedule
 from tests.communications.factories import MailingFactory
 from tests.members.factories import MemberFactory, consenting_member
@@ -27,8 +28,9 @@ def test_mailings_are_listed_with_their_status_counters(marketer_client):
     assert row["channel"] == "email"
     counts = row["status_counts"]
     assert (counts["total"], counts["queued"], counts["skipped"]) == (3, 1, 2)
-    assert counts["skipped_by_reason"] == {"inactive": 0, "no_address": 1, "suppressed": 0,
-                                           "opted_out": 1, "unconfirmed": 0}
+    assert {reason: n for reason, n in counts["skipped_by_reason"].items() if n} == {
+        "no_address": 1, "opted_out": 1}
+    assert set(counts["skipped_by_reason"]) == set(Message.SkipReason.values)
 
 
 def test_one_mailing_can_be_read_by_id(marketer_client):
