@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from campaigns.selectors import target_group_size
 from communications.gateways import GATEWAYS
-from communications.models import Gateway, Mailing, Message, Template
+from communications.models import FrequencyCap, Gateway, Mailing, Message, QuietHours, Template
 from communications.renderers import MEMBER_PLACEHOLDERS
 from communications.selectors import mailing_status_counts, mailings_with_counts
 from communications.services import (
@@ -36,7 +36,8 @@ EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
 CANCELLABLE_STATES = (State.DRAFT, State.SCHEDULED, State.PREPARING, State.SENDING,
                       State.PAUSED)
 BUSY_STATES = (State.SCHEDULED, State.PREPARING, State.SENDING)
-MAILING_FIELDS = ["name", "campaign", "target_group", "template", "gateway", "scheduled_at"]
+MAILING_FIELDS = ["name", "campaign", "target_group", "template", "gateway", "scheduled_at",
+                  "priority", "defer_capped", "message_lifetime"]
 # `name`s of the extra submit buttons on the mailing change page.
 SCHEDULE, START_NOW = "_schedule", "_start_now"
 
@@ -106,6 +107,24 @@ class GatewayAdmin(admin.ModelAdmin):
         return []
 
 
+@admin.register(FrequencyCap)
+class FrequencyCapAdmin(admin.ModelAdmin):
+    """Caps across all mailings, checked when a batch is claimed (services.compliance)."""
+
+    list_display = ["__str__", "channel", "max_messages", "period_length", "period_unit",
+                    "is_active"]
+    list_filter = ["channel", "is_active"]
+    list_editable = ["is_active"]
+
+
+@admin.register(QuietHours)
+class QuietHoursAdmin(admin.ModelAdmin):
+    """Per channel, in each member's time zone (services.compliance)."""
+
+    list_display = ["channel", "starts_at", "ends_at", "is_active"]
+    list_editable = ["is_active"]
+
+
 TEMPLATE_FIELDS = ["name", "channel", "language", "subject", "body", "html_body"]
 PLACEHOLDERS_HELP = "Placeholders: " + ", ".join(
     f"{{{{ member.{name} }}}}" for name in sorted(MEMBER_PLACEHOLDERS)
@@ -159,6 +178,16 @@ class MailingForm(forms.ModelForm):
     class Meta:
         model = Mailing
         fields = MAILING_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "priority" in self.fields:
+            # Left empty (or posted by a client that predates it) means the default.
+            self.fields["priority"].required = False
+
+    def clean_priority(self) -> int:
+        priority = self.cleaned_data.get("priority")
+        return Mailing._meta.get_field("priority").default if priority is None else priority
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from campaigns.models import Campaign, TargetGroup
@@ -16,7 +20,9 @@ class Gateway(models.Model):
         max_length=32, help_text="Adapter key in communications.gateways (smtp, file_sink, ...)."
     )
     settings = models.JSONField(
-        default=dict, blank=True, help_text="Provider settings, e.g. host, port, use_tls."
+        default=dict, blank=True,
+        help_text="Provider settings, e.g. host, port, use_tls; rate_per_second caps what "
+                  "every worker together sends through this gateway.",
     )
     sender = models.CharField(
         max_length=200, blank=True, help_text="From address or sender id; blank uses the default."
@@ -90,12 +96,33 @@ class Mailing(models.Model):
         help_text="Members who withdrew from this subscription category are skipped.",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    priority = models.SmallIntegerField(
+        default=0,
+        help_text="Who gets a member's last slot under a frequency cap: while a message of a "
+                  "higher-priority mailing waits to go to a member, lower-priority mailings "
+                  "count it against the cap. It does not reorder the sending itself.",
+    )
+    defer_capped = models.BooleanField(
+        default=False,
+        help_text="A member over a frequency cap gets the message at their next allowed slot "
+                  "(within the message lifetime) instead of skipping it.",
+    )
+    message_lifetime = models.DurationField(
+        null=True, blank=True,
+        help_text="Counted from the start: messages not sent by then are skipped or expired, "
+                  "and sent ones not reported delivered by then end expired (so only set it "
+                  "on gateways that report deliveries). For example 2 00:00:00 for two days. "
+                  "Blank: no limit.",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT,
                              editable=False)
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     completed_at = models.DateTimeField(null=True, blank=True, editable=False)
     failure_reason = models.TextField(blank=True, editable=False)
     last_dispatch_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set once the lifetime has ended and nothing is left to expire, so the sweep stops
+    # looking at the mailing.
+    messages_expired_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         editable=False, related_name="+",
@@ -113,6 +140,67 @@ class Mailing(models.Model):
     @property
     def channel(self) -> str | None:
         return self.template.channel if self.template_id else None
+
+
+class FrequencyCap(models.Model):
+    """At most `max_messages` marketing messages per member within `period`, across mailings.
+
+    On one channel, or on all of them together when `channel` is blank. A message counts from
+    the moment it is claimed for sending until the period has passed since it was sent;
+    transactional messages (no mailing) and messages that never went out (skipped, failed,
+    cancelled, expired unsent) do not count. Every active cap that covers a mailing's channel
+    applies.
+    """
+
+    class Unit(models.TextChoices):
+        HOURS = "hours", "Hours"
+        DAYS = "days", "Days"
+
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True,
+                               help_text="Blank: all channels together.")
+    max_messages = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    period_length = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    period_unit = models.CharField(max_length=8, choices=Unit.choices, default=Unit.DAYS)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_messages__gte=1),
+                                   name="frequency_cap_max_positive"),
+            models.CheckConstraint(condition=models.Q(period_length__gte=1),
+                                   name="frequency_cap_period_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return (f"at most {self.max_messages} per {self.period_length} {self.period_unit} "
+                f"on {self.channel or 'all channels'}")
+
+    @property
+    def period(self) -> timedelta:
+        if self.period_unit == self.Unit.HOURS:
+            return timedelta(hours=self.period_length)
+        return timedelta(days=self.period_length)
+
+
+class QuietHours(models.Model):
+    """No marketing on a channel between `starts_at` and `ends_at` in the member's own time
+    zone (the program's TIME_ZONE when theirs is blank or unknown). A window may wrap past
+    midnight (21:00-08:00). Messages that come due inside it are held until it ends."""
+
+    channel = models.CharField(max_length=16, choices=Channel.choices, unique=True)
+    starts_at = models.TimeField(help_text="Local time the quiet window starts, e.g. 21:00.")
+    ends_at = models.TimeField(help_text="Local time it ends, e.g. 08:00.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "quiet hours"
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.starts_at:%H:%M}-{self.ends_at:%H:%M}"
+
+    def clean(self) -> None:
+        if self.starts_at is not None and self.starts_at == self.ends_at:
+            raise ValidationError({"ends_at": "must differ from the start"})
 
 
 class AudiencePart(models.Model):
@@ -171,6 +259,10 @@ class Message(models.Model):
         SKIPPED = "skipped", "Skipped"
         UNKNOWN = "unknown", "Unknown (in doubt)"
 
+    class HoldReason(models.TextChoices):
+        QUIET_HOURS = "quiet_hours", "Quiet hours in the member's time zone"
+        FREQUENCY_CAP = "frequency_cap", "Deferred by a frequency cap"
+
     class SkipReason(models.TextChoices):
         MEMBER_INACTIVE = "inactive", "Member blocked or erased"
         NO_ADDRESS = "no_address", "No address for the channel"
@@ -200,6 +292,12 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # A queued message is not claimed before `not_before`; `held_for` says why it waits, and
+    # what it ends as when the mailing's lifetime runs out first. The database default keeps
+    # the audience snapshot's INSERT (which names its columns) valid.
+    not_before = models.DateTimeField(null=True, blank=True)
+    held_for = models.CharField(max_length=16, choices=HoldReason.choices, blank=True,
+                                db_default="")
     # The gateway that took the message (the mailing's, or the next one after a failover);
     # receipts are matched on (gateway, provider_id).
     gateway = models.ForeignKey(Gateway, on_delete=models.SET_NULL, null=True, blank=True,
@@ -253,6 +351,7 @@ class MessageStatusChange(models.Model):
         RECEIPT = "receipt", "Provider receipt"
         TRACKING = "tracking", "Engage's open and click tracking"
         SWEEPER = "sweeper", "Sweeper (lease or lifetime expired)"
+        COMPLIANCE = "compliance", "Compliance (consent, frequency cap, quiet hours)"
         OPERATOR = "operator", "Marketer (pause, cancel)"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes",

@@ -24,8 +24,8 @@ class MailingSerializer(serializers.ModelSerializer):
         model = Mailing
         fields = [
             "id", "name", "state", "channel", "campaign", "target_group", "template", "gateway",
-            "scheduled_at", "started_at", "completed_at", "failure_reason", "created_at",
-            "status_counts",
+            "scheduled_at", "priority", "defer_capped", "message_lifetime", "started_at",
+            "completed_at", "failure_reason", "created_at", "status_counts",
         ]
         read_only_fields = fields
 

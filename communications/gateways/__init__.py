@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +23,17 @@ from communications.gateways.base import (
 __all__ = [
     "GATEWAYS", "BaseGateway", "GatewayConfig", "GatewayError", "OutboundMessage", "Receipt",
     "SendResult",
-    "gateway_config_validate", "gateway_for",
+    "gateway_config_validate", "gateway_for", "rate_per_second_error",
 ]
+
+
+def rate_per_second_error(rate: Any) -> str:
+    """What is wrong with a `rate_per_second` setting ('' when nothing): the rate limit every
+    worker together keeps to on a gateway, in messages per second (0.5 = one every 2 s)."""
+    if (isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate)
+            or rate <= 0):
+        return "must be a number of messages per second above 0"
+    return ""
 
 
 def gateway_config_validate(*, channel: str, provider: str, settings: Mapping[str, Any]) -> None:
@@ -37,6 +47,9 @@ def gateway_config_validate(*, channel: str, provider: str, settings: Mapping[st
     if not isinstance(settings, dict):
         raise ValidationError({"settings": "must be an object"})
     errors = adapter.settings_errors(settings)
+    # Every provider: the rate limit is kept by the dispatcher, not by the adapter.
+    if "rate_per_second" in settings and rate_per_second_error(settings["rate_per_second"]):
+        errors["rate_per_second"] = rate_per_second_error(settings["rate_per_second"])
     if errors:
         raise ValidationError(
             {"settings": [f"{key}: {text}" for key, text in sorted(errors.items())]}

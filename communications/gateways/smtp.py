@@ -21,6 +21,11 @@ from communications.gateways.base import (
 )
 from communications.gateways.email_message import email_message_build
 
+# Replies that mean "too fast" (SES: 454 Throttling failure; Gmail and Microsoft: 421 rate
+# limited): transient, and `retry_after` (the `throttle_retry_after` setting, SMTP gives no
+# time) lets the dispatcher slow the gateway's rate limit for every worker.
+THROTTLE_CODES = frozenset({421, 454})
+
 
 def _reply_text(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
@@ -42,7 +47,17 @@ class SmtpGateway(BaseGateway):
             errors["port"] = "must be a port number"
         if settings.get("use_tls") and settings.get("use_ssl"):
             errors["use_tls"] = "use_tls (STARTTLS) and use_ssl (implicit TLS) exclude each other"
+        retry_after = settings.get("throttle_retry_after", 1)
+        if (isinstance(retry_after, bool) or not isinstance(retry_after, int | float)
+                or retry_after < 0):
+            errors["throttle_retry_after"] = "must be a number of seconds, 0 or more"
         return errors
+
+    def _refusal(self, code: int, reply: bytes | str) -> GatewayError:
+        return GatewayError(
+            _reply_text(code, reply), code=str(code), permanent=code >= 500,
+            retry_after=(float(self.config.settings.get("throttle_retry_after", 1))
+                         if code in THROTTLE_CODES else None))
 
     def open(self) -> None:
         s = self.config.settings
@@ -80,12 +95,13 @@ class SmtpGateway(BaseGateway):
                 )
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
-                results.append(SendResult(outbound.message_id, error=GatewayError(
-                    _reply_text(code, reply), code=str(code), permanent=code >= 500)))
+                results.append(SendResult(outbound.message_id,
+                                          error=self._refusal(code, reply)))
+                if code == 421:  # smtplib has closed the session
+                    lost = GatewayError(_reply_text(code, reply), code="421", permanent=False)
             except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                results.append(SendResult(outbound.message_id, error=GatewayError(
-                    _reply_text(exc.smtp_code, exc.smtp_error), code=str(exc.smtp_code),
-                    permanent=exc.smtp_code >= 500)))
+                results.append(SendResult(outbound.message_id,
+                                          error=self._refusal(exc.smtp_code, exc.smtp_error)))
                 if exc.smtp_code == 421:  # the server is closing the session
                     lost = GatewayError(_reply_text(exc.smtp_code, exc.smtp_error),
                                         code="421", permanent=False)

@@ -1,5 +1,6 @@
-"""Sending a mailing's messages: batches claimed atomically, rendered, sent through the
-gateway, and their results written back in bulk; claims never confirmed end `unknown`.
+"""Sending a mailing's messages: batches claimed atomically, screened for compliance, rendered,
+sent through the gateway within its rate limit, and their results written back in bulk; claims
+never confirmed end `unknown`.
 
 Every message is sent at most once per (mailing, member, channel): a batch claims its rows
 before it sends, and a claim that is never confirmed ends as `unknown`, not resent.
@@ -9,24 +10,36 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from communications.gateways import (
+    BaseGateway,
     GatewayConfig,
     GatewayError,
     OutboundMessage,
     SendResult,
     gateway_for,
+    rate_per_second_error,
 )
 from communications.models import Gateway, Mailing, Message, MessageStatusChange
+from communications.ratelimit import GatewayBucket, LocalBucket, gateway_bucket
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from communications.services.compliance import (
+    MailingRules,
+    Screening,
+    batch_screen,
+    mailing_lifetime_ends_at,
+    messages_expire,
+)
 from communications.services.statuses import StatusChange, changes_record, receipts_apply
 from members.models import Channel
 from members.unsubscribe import unsubscribe_urls
@@ -40,6 +53,11 @@ SkipReason = Message.SkipReason
 State = Mailing.State
 # A transient error retries the message until it has been tried this often.
 MAX_ATTEMPTS = 3
+# A rate-limited batch claims no more than its gateway's rate grants in this many seconds, and
+# waits no longer for its tokens: what the bucket has not granted by then (other workers took
+# the rate) goes back to the queue, no attempt counted, for the next batch.
+RATE_WAIT_S = 10.0
+Bucket = GatewayBucket | LocalBucket
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
@@ -58,13 +76,20 @@ def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
     return len(ids)
 
 
-def mailing_dispatch_enqueue(*, mailing_id: int) -> int:
-    """Enqueue enough batch tasks to cover the queued messages; each claims its own rows."""
+def mailing_dispatch_enqueue(*, mailing_id: int, now: datetime | None = None) -> int:
+    """Enqueue enough batch tasks to cover the messages due now; each claims its own rows.
+
+    Messages held for later (quiet hours, a deferral) are not counted: no task is spent on
+    them before their time. The scheduler tick comes back to a sending mailing every minute or
+    so (`mailings.REDISPATCH_AFTER_SECONDS`), and picks up a hold that has ended then.
+    """
     from communications import tasks
 
-    queued = Message.objects.filter(mailing_id=mailing_id, status=Status.QUEUED).count()
-    batches = math.ceil(queued / settings.ENGAGE_BATCH_SIZE)
-    Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=timezone.now())
+    now = now or timezone.now()
+    due = messages_due(Message.objects.filter(mailing_id=mailing_id, status=Status.QUEUED),
+                       now=now).count()
+    batches = math.ceil(due / settings.ENGAGE_BATCH_SIZE)
+    Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
     for _ in range(batches):
         tasks.dispatch_batch.delay(mailing_id)
     if not batches:
@@ -72,42 +97,135 @@ def mailing_dispatch_enqueue(*, mailing_id: int) -> int:
     return batches
 
 
-def messages_claim(*, mailing_id: int, limit: int) -> list[int]:
-    """Atomically take up to `limit` queued messages of a sending mailing for this worker.
+def messages_due(messages: QuerySet[Message], *, now: datetime) -> QuerySet[Message]:
+    """Those not held for later: no `not_before`, or one that has passed."""
+    return messages.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+
+
+def messages_claim(*, mailing_id: int, limit: int, now: datetime | None = None) -> list[int]:
+    """Atomically take up to `limit` due queued messages of a sending mailing for this worker,
+    screened for compliance; returns the ids to send.
 
     The mailing row is locked first, as pause and cancel lock it before they touch messages:
     a claim waits for a cancel in progress (and then finds the mailing cancelled) instead of
     holding message rows the cancel waits for while it waits for the mailing row (a deadlock
     the 1M-member benchmark hit). Claims of one mailing take turns; each lasts milliseconds.
     SKIP LOCKED still keeps them off rows another transaction holds.
+
+    In the same transaction the candidates are screened (`compliance.batch_screen`): members
+    who withdrew consent or whose address was suppressed since the snapshot, or who are at a
+    frequency cap, are skipped with the reason; members inside quiet hours, or deferred by a
+    cap, are held (left queued with `not_before`, no attempt counted). Only the rest are
+    claimed. After the mailing's message lifetime nothing is claimed (`messages_expire`).
     """
-    now = timezone.now()
+    return _claim(mailing_id=mailing_id, limit=limit, now=now or timezone.now())[0]
+
+
+def _claim(*, mailing_id: int, limit: int, now: datetime) -> tuple[list[int], Screening]:
+    screening = Screening()
     with transaction.atomic():
-        if not (Mailing.objects.select_for_update(no_key=True)
-                .filter(pk=mailing_id, state=State.SENDING).exists()):
-            return []
-        ids = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(mailing_id=mailing_id, status=Status.QUEUED)
+        mailing = (
+            Mailing.objects.select_for_update(no_key=True, of=("self",))
+            .filter(pk=mailing_id, state=State.SENDING)
+            .values("template__channel", "category_id", "priority", "defer_capped",
+                    "started_at", "message_lifetime")
+            .first()
+        )
+        if mailing is None:
+            return [], screening
+        ends = mailing_lifetime_ends_at(started_at=mailing["started_at"],
+                                        lifetime=mailing["message_lifetime"])
+        if ends is not None and ends <= now:
+            return [], screening
+        candidates = list(
+            messages_due(Message.objects.select_for_update(skip_locked=True)
+                         .filter(mailing_id=mailing_id, status=Status.QUEUED), now=now)
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
-        if ids:
-            Message.objects.filter(pk__in=ids).update(
+        if not candidates:
+            return [], screening
+        screening = batch_screen(
+            rules=MailingRules(mailing_id=mailing_id, channel=mailing["template__channel"],
+                               category_id=mailing["category_id"],
+                               priority=mailing["priority"],
+                               defer_capped=mailing["defer_capped"], lifetime_ends_at=ends),
+            ids=candidates, now=now)
+        _screening_record(screening=screening, now=now)
+        if screening.send:
+            Message.objects.filter(pk__in=screening.send).update(
                 status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1,
-                updated_at=now,
+                held_for="", updated_at=now,
             )
-            Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
-    return ids
+        Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
+    return screening.send, screening
 
 
-def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) -> dict[str, int]:
-    """Claim one batch, render it, send it through the mailing's gateway, record the results."""
-    ids = messages_claim(mailing_id=mailing_id, limit=batch_size or settings.ENGAGE_BATCH_SIZE)
+def _screening_record(*, screening: Screening, now: datetime) -> None:
+    """Write what the screening decided, with its history: an UPDATE per skip reason, one for
+    all the holds, one INSERT of the changes."""
+    for reason, ids in screening.skipped.items():
+        Message.objects.filter(pk__in=ids).update(status=Status.SKIPPED, skip_reason=reason,
+                                                  updated_at=now)
+    adapt = connection.ops.adapt_datetimefield_value
+    _messages_set(rows=[(pk, adapt(not_before), held_for)
+                        for pk, not_before, held_for in screening.held],
+                  columns=("not_before", "held_for"), fixed={"updated_at": now})
+    changes_record(changes=screening.changes(now=now), source=Source.COMPLIANCE,
+                   recorded_at=now)
+
+
+def messages_release(*, ids: Sequence[int], detail: str, now: datetime | None = None) -> int:
+    """Give claimed messages that never reached the provider back to the queue, their attempt
+    not counted (the rate limit had no slot for them in time, or a throttle ended the batch)."""
     if not ids:
-        mailing_complete_if_done(mailing_id=mailing_id)
+        return 0
+    now = now or timezone.now()
+    with transaction.atomic():
+        released = list(Message.objects.select_for_update()
+                        .filter(pk__in=ids, status=Status.SENDING)
+                        .values_list("pk", flat=True))
+        Message.objects.filter(pk__in=released).update(
+            status=Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
+        changes_record(changes=[StatusChange(pk, Status.QUEUED, now, "not_sent", detail)
+                                for pk in released], source=Source.DISPATCH, recorded_at=now)
+    return len(released)
+
+
+def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None,
+                           now: datetime | None = None,
+                           rate_wait_s: float = RATE_WAIT_S) -> dict[str, int]:
+    """Claim one batch, render it, send it through the mailing's gateway within the gateway's
+    rate limit (`rate_per_second` in its settings), record the results.
+
+    `now` is the moment the claim decides for (quiet hours, caps, what is due); `rate_wait_s`
+    how long the batch waits for its rate-limit tokens.
+    """
+    from communications import tasks
+
+    now = now or timezone.now()
+    mailing = (Mailing.objects.select_related("template", "gateway")
+               .filter(pk=mailing_id).first())
+    if mailing is None:
         return {"claimed": 0}
-    mailing = Mailing.objects.select_related("template", "gateway").get(pk=mailing_id)
+    limit = batch_size or settings.ENGAGE_BATCH_SIZE
+    rate = gateway_rate(gateway=mailing.gateway) if mailing.gateway_id else None
+    if rate is not None:
+        limit = min(limit, max(1, math.ceil(rate * rate_wait_s)))
+    ids, screening = _claim(mailing_id=mailing_id, limit=limit, now=now)
+    screened = screening.counts()
+    # Batch tasks are enqueued per ENGAGE_BATCH_SIZE due messages; a full batch cut down to
+    # the rate leaves work no task covers, so it hands on to another task.
+    hand_on = rate is not None and len(ids) + sum(screened.values()) >= limit
+    if not ids:
+        ends = mailing_lifetime_ends_at(started_at=mailing.started_at,
+                                        lifetime=mailing.message_lifetime)
+        if ends is not None and ends <= now:
+            messages_expire(now=now, mailing_id=mailing_id)
+        if hand_on:
+            transaction.on_commit(lambda: tasks.dispatch_batch.delay(mailing_id))
+        mailing_complete_if_done(mailing_id=mailing_id)
+        return {"claimed": 0, **screened}
     rows = list(
         Message.objects.filter(pk__in=ids).order_by("pk")
         .values("pk", "member_id", "address", "attempts", *member_value_paths())
@@ -132,19 +250,48 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None) ->
             body=rendered.body, html_body=rendered.html_body,
             headers=_list_unsubscribe_headers(link) if link else {},
         ))
-    results = render_failures + gateway_send(gateway=mailing.gateway, batch=outbound)
+    bucket = (gateway_bucket(gateway_id=mailing.gateway_id, rate=rate)
+              if rate is not None else None)
+    sent = gateway_send(gateway=mailing.gateway, batch=outbound, bucket=bucket,
+                        deadline=time.monotonic() + rate_wait_s)
+    answered = {result.message_id for result in sent}
+    results = render_failures + sent
     attempts = {row["pk"]: row["attempts"] for row in rows}
     counts = messages_record_results(results=results, attempts=attempts,
                                      gateway_id=mailing.gateway_id)
+    released = messages_release(
+        ids=[m.message_id for m in outbound if m.message_id not in answered],
+        detail="not handed to the provider: the gateway's rate limit had no slot for it "
+               "within the batch's wait, or a throttle reply ended the batch; back in the "
+               "queue, no attempt counted")
     if counts.get("retry"):
-        from communications import tasks
-
         retry_after = max((r.error.retry_after or 0) for r in results if r.error) or 30
         transaction.on_commit(
             lambda: tasks.dispatch_batch.apply_async((mailing_id,), countdown=retry_after)
         )
+    # Messages given back are work no task covers either; a second's pause keeps a batch that
+    # got no token at all (the bucket's Redis unreachable) from spinning.
+    if released or hand_on:
+        transaction.on_commit(lambda: tasks.dispatch_batch.apply_async(
+            (mailing_id,), countdown=1 if released else 0))
     mailing_complete_if_done(mailing_id=mailing_id)
-    return {"claimed": len(ids), **counts}
+    outcome = {"claimed": len(ids), **counts, **screened}
+    if released:
+        outcome["released"] = released
+    return outcome
+
+
+def gateway_rate(*, gateway: Gateway) -> float | None:
+    """The gateway's `rate_per_second`, or None without one (or with an unusable one on a row
+    saved around the validation: logged and not applied)."""
+    rate = gateway.settings.get("rate_per_second") if isinstance(gateway.settings, dict) else None
+    if rate is None:
+        return None
+    problem = rate_per_second_error(rate)
+    if problem:
+        logger.warning("gateway %s: rate_per_second=%r ignored, it %s", gateway.pk, rate, problem)
+        return None
+    return float(rate)
 
 
 def _list_unsubscribe_headers(link: str) -> dict[str, str]:
@@ -157,8 +304,18 @@ def _list_unsubscribe_headers(link: str) -> dict[str, str]:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-    """Send a batch through one gateway row: open, send, close; a failed open fails them all."""
+def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
+                 bucket: Bucket | None = None,
+                 deadline: float | None = None) -> list[SendResult]:
+    """Send a batch through one gateway row: open, send, close; a failed open fails them all.
+
+    Without a `bucket`, every message gets a result. With one (the gateway's rate limit), the
+    batch goes out in chunks of the bucket's burst, each once its tokens are granted, until
+    `deadline` (a `time.monotonic()` value); a throttle reply (a transient error with
+    `retry_after`) slows the bucket for every worker. A throttle, a connection lost mid-send
+    or the deadline ends the batch early: messages not handed to the provider get no result,
+    and the caller gives them back to the queue.
+    """
     if not batch:
         return []
     config = GatewayConfig(
@@ -175,10 +332,55 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage]) -> list[
         # Nothing went out: every message of the batch shares the connection failure.
         return [SendResult(m.message_id, error=error) for m in batch]
     try:
-        results = adapter.send(batch)
+        if bucket is None:
+            return adapter.send(batch)
+        return _send_paced(adapter=adapter, batch=batch, bucket=bucket,
+                           deadline=(deadline if deadline is not None
+                                     else time.monotonic() + RATE_WAIT_S))
     finally:
         adapter.close()
+
+
+def _send_paced(*, adapter: BaseGateway, batch: Sequence[OutboundMessage], bucket: Bucket,
+                deadline: float) -> list[SendResult]:
+    # Chunks of the burst: a provider counting per second sees the rate, not the batch at once.
+    step = max(1, int(bucket.config.burst))
+    results: list[SendResult] = []
+    for start in range(0, len(batch), step):
+        chunk = batch[start:start + step]
+        granted = _tokens_acquire(bucket=bucket, n=len(chunk), deadline=deadline)
+        if granted:
+            answered = adapter.send(chunk[:granted])
+            results += answered
+            hold = max((r.error.retry_after for r in answered
+                        if r.error is not None and not r.error.permanent
+                        and r.error.retry_after is not None), default=None)
+            if hold is not None:
+                _bucket_throttle(bucket=bucket, retry_after_s=hold)
+            # After a throttle the rest waits for the bucket, in a later batch; after a lost
+            # connection the adapter could only report the rest falsely "in doubt".
+            if hold is not None or any(r.error is not None and r.error.in_doubt
+                                       for r in answered):
+                break
+        if granted < len(chunk):
+            break
     return results
+
+
+def _tokens_acquire(*, bucket: Bucket, n: int, deadline: float) -> int:
+    try:
+        return bucket.acquire(n, deadline=deadline)
+    except redis.RedisError as exc:
+        # Without the shared bucket the rate cannot be kept: send nothing rather than too much.
+        logger.warning("rate limit %s unavailable, batch given back: %s", bucket.key, exc)
+        return 0
+
+
+def _bucket_throttle(*, bucket: Bucket, retry_after_s: float) -> None:
+    try:
+        bucket.throttle(retry_after_s)
+    except redis.RedisError as exc:
+        logger.warning("rate limit %s not throttled: %s", bucket.key, exc)
 
 
 def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int, int],

@@ -3,7 +3,7 @@ from __future__ import annotations
 import factory
 from django.utils import timezone
 
-from communications.models import Gateway, Mailing, Message, Template
+from communications.models import FrequencyCap, Gateway, Mailing, Message, Template
 from tests.campaigns.factories import CampaignFactory, TargetGroupFactory
 from tests.members.factories import MemberFactory
 
@@ -52,3 +52,25 @@ class MessageFactory(factory.django.DjangoModelFactory):
     status = Message.Status.QUEUED
     created_at = factory.LazyFunction(timezone.now)
     updated_at = factory.LazyAttribute(lambda m: m.created_at)
+
+
+class FrequencyCapFactory(factory.django.DjangoModelFactory):
+    """At most 3 marketing messages per member per 7 days, on every channel together."""
+
+    class Meta:
+        model = FrequencyCap
+
+    channel = ""
+    max_messages = 3
+    period_length = 7
+    period_unit = FrequencyCap.Unit.DAYS
+
+
+def sms_mailing(**fields) -> Mailing:
+    """A mailing on the SMS channel (an SMPP gateway, left unreachable: claims never send)."""
+    return MailingFactory(
+        template=TemplateFactory(channel="sms", subject="", body="Hi {{ member.first_name }}"),
+        gateway=GatewayFactory(channel="sms", provider="smpp",
+                               settings={"host": "127.0.0.1", "port": 2775,
+                                         "system_id": "engage"}),
+        **fields)
