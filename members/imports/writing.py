@@ -242,10 +242,10 @@ def _consent_changes(layout: Layout, stage: Stage, now: dt.datetime, *,
 def _block_settings(cursor: Any) -> Iterator[None]:
     """PostgreSQL settings for the many short statements over staged blocks, restored after.
 
-    The consent tables' foreign keys are checked per statement, not all at commit (they are
-    deferred, Django's default): the 2.6M member checks at the commit of a 1M-row import took
-    25 s after the last block; per statement they run while the workers clean the next
-    blocks. And no JIT: compiling a statement took longer than running it.
+    The consent tables' remaining foreign keys (category, actor: NULL on nearly every row; the
+    member key carries no constraint, see ConsentEvent.member) are checked per statement, not
+    all at commit (they are deferred, Django's default), so nothing is left for the commit.
+    And no JIT: compiling a statement took longer than running it.
     """
     if connection.vendor != "postgresql":
         yield
