@@ -3,10 +3,12 @@ quiet hours in the member's time zone, and what a mailing's message lifetime end
 
 from __future__ import annotations
 
+import importlib
 import threading
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -32,6 +34,14 @@ from tests.communications.factories import (
 from tests.members.factories import SubscriptionCategoryFactory, consenting_member
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def default_quiet_hours():
+    """The rows the migration seeds: a test with transaction=True elsewhere in the run flushes
+    every table, data migrations' rows included, so they are put back for each test here."""
+    seed = importlib.import_module("communications.migrations.0008_compliance")
+    seed.quiet_hours_defaults(django_apps, None)
 
 Status = Message.Status
 # 13:00 in Berlin (the factories' member time zone): outside any default quiet hours.
