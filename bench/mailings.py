@@ -66,7 +66,7 @@ def first_members_rules(count: int, *, consenting: bool) -> list[dict[str, Any]]
     rules: list[dict[str, Any]] = []
     if consenting:
         members = members.filter(marketing_consent_granted(channel="email")).exclude(email="")
-        rules.append({"field": "consent", "op": "has", "value": "email"})
+        rules.append({"field": "reachable", "op": "reachable", "value": "email"})
     joined = members.values_list("created_at", flat=True)
     cutoff = next(iter(joined[count - 1:count]), None) or joined.last()
     if cutoff is None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Length
 
 from members.models import (
     Channel,
@@ -20,6 +23,35 @@ from members.models import (
 ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone"}
 SOCIAL_NETWORKS = (MessengerAccount.Network.VK, MessengerAccount.Network.TELEGRAM,
                    MessengerAccount.Network.WHATSAPP)
+# A message row keeps the address it went to in 254 characters (FCM tokens are about 160): a
+# longer token could not be frozen into the audience, so it is no address at all.
+PUSH_TOKEN_MAX_LENGTH = 254
+
+
+def push_devices(*, member: OuterRef | None = None,
+                 platforms: Iterable[str] | None = None) -> QuerySet[Device]:
+    """Devices a push can be addressed to: active, with a token (of `platforms`, if given).
+
+    `member` narrows them to one member, usually `OuterRef("pk")` of a member query.
+    """
+    devices = (Device.objects.filter(is_active=True).exclude(token="")
+               .alias(_token_length=Length("token"))
+               .filter(_token_length__lte=PUSH_TOKEN_MAX_LENGTH))
+    if member is not None:
+        devices = devices.filter(member=member)
+    if platforms is not None:
+        devices = devices.filter(platform__in=list(platforms))
+    return devices
+
+
+def push_device_chosen(*, platforms: Iterable[str] | None = None) -> Subquery:
+    """The id of the device a push to the member of the outer query goes to: the most recently
+    seen of their `push_devices` (never seen counts as oldest); NULL if they have none."""
+    return Subquery(
+        push_devices(member=OuterRef("pk"), platforms=platforms)
+        .order_by(F("last_seen_at").desc(nulls_last=True), "-pk")
+        .values("pk")[:1]
+    )
 
 
 def marketing_consent_granted(*, channel: str) -> Exists:
@@ -49,7 +81,7 @@ def member_reachable(*, channel: str) -> Q:
         if channel == Channel.EMAIL and settings.ENGAGE_EMAIL_DOUBLE_OPT_IN:
             q &= Q(email_verified_at__isnull=False)
     elif channel == Channel.PUSH:
-        q &= Exists(Device.objects.filter(member=OuterRef("pk"), is_active=True))
+        q &= Exists(push_devices(member=OuterRef("pk")))
     elif channel == Channel.VIBER:
         q &= Exists(MessengerAccount.objects.filter(
             member=OuterRef("pk"), network=MessengerAccount.Network.VIBER, is_active=True))

@@ -93,3 +93,79 @@ def test_rate_limit_error_measures_every_rate_within_target_on_a_short_window():
     assert set(errors) == {f"{rate:g}/s" for rate in RATES}
     assert measured.value == max(abs(run[0]) for run in errors.values())
     assert measured.value < 2
+
+
+@pytest.fixture
+def bench_environment(transactional_db, monkeypatch):
+    """What `make bench` gives the processes a scenario starts (workers, gunicorn): the
+    database the test reads, without persistent connections left open when it is dropped."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    monkeypatch.setenv("DATABASE_URL",
+                       f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}")
+    monkeypatch.setenv("CONN_MAX_AGE", "0")
+
+
+@pytest.mark.django_db
+def test_push_audience_gets_one_device_and_one_push_consent_each_however_often_ensured():
+    from bench.push import TOKEN_LENGTH, push_audience_ensure
+    from members.models import Consent, ConsentEvent, Device
+    from tests.members.factories import MemberFactory
+
+    members = [MemberFactory() for _ in range(5)]
+    MemberFactory(status="blocked")
+
+    ids = push_audience_ensure(4)
+    again = push_audience_ensure(4)
+
+    assert ids == again == [m.pk for m in members[:4]]
+    devices = Device.objects.filter(member_id__in=ids)
+    assert sorted(devices.values_list("member_id", flat=True)) == ids
+    assert {(d.platform, d.is_active, len(d.token)) for d in devices} == {
+        ("fcm", True, TOKEN_LENGTH)}
+    assert sorted(Consent.objects.filter(channel="push", state="granted")
+                  .values_list("member_id", flat=True)) == ids
+    assert sorted(ConsentEvent.objects.filter(channel="push", action="grant")
+                  .values_list("member_id", flat=True)) == ids
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
+def test_dispatch_push_sends_every_push_through_workers_and_measures_the_peer(bench_environment):
+    from bench.options import Options
+    from bench.push import dispatch_push
+    from tests.members.factories import MemberFactory
+
+    for _ in range(30):
+        MemberFactory()
+
+    measured = dispatch_push(Options(messages=25, runs=1))
+
+    # every message was sent and counted by the peer (the scenario raises otherwise)
+    assert measured.n == 25
+    assert measured.value > 0
+    assert measured.extra["peer_ceiling"] > 0
+    line = json.loads(result_line(scenario="dispatch_push", unit="msg/s", target=2000,
+                                  measured=measured))
+    assert list(line)[:6] == FIXED_KEYS
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
+def test_receipts_ingest_applies_every_posted_receipt_and_reports_ack_latency(
+        bench_environment):
+    from bench.options import Options
+    from bench.receipts import RECEIPTS_PER_CALL, receipts_ingest
+    from tests.members.factories import MemberFactory
+
+    count = RECEIPTS_PER_CALL * 2 + 7
+    MemberFactory.create_batch(count)
+
+    measured = receipts_ingest(Options(messages=count, runs=1))
+
+    # every receipt was applied once (the scenario raises otherwise), in three calls
+    assert measured.n == count
+    assert measured.value > 0
+    assert measured.extra["calls"] == 3
+    assert 0 < measured.extra["ack_p50_ms"] <= measured.extra["ack_p99_ms"]

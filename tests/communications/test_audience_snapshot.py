@@ -6,13 +6,19 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.selectors import audience_preview
-from communications.models import Mailing, Message
+from communications.models import AudiencePart, Mailing, Message
 from communications.services import mailing_prepare, mailing_schedule
 from members.services import consent_record, suppression_add
 from tests.campaigns.factories import TargetGroupFactory
-from tests.communications.factories import MailingFactory
+from tests.communications.factories import (
+    GatewayFactory,
+    MailingFactory,
+    MessageFactory,
+    TemplateFactory,
+)
 from tests.members.factories import (
     ConsentFactory,
+    DeviceFactory,
     MemberFactory,
     SubscriptionCategoryFactory,
     consenting_member,
@@ -206,8 +212,94 @@ def test_member_who_left_a_subscription_category_is_skipped_for_that_category_on
     _prepare(news_mailing)
     _prepare(offers_mailing)
 
-    assert _statuses(news_mailing)[member.pk] == ("skipped", "opted_out")
+    assert _statuses(news_mailing)[member.pk] == ("skipped", "not_subscribed_to_category")
     assert _statuses(offers_mailing)[member.pk] == ("queued", "")
+
+
+def test_member_without_channel_consent_is_opted_out_whatever_their_categories():
+    news = SubscriptionCategoryFactory(code="news")
+    member = MemberFactory()
+    ConsentFactory(member=member, state="withdrawn")
+    consent_record(member=member, channel="email", category=news, action="withdraw",
+                   source="account_page")
+    mailing = MailingFactory(category=news)
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("skipped", "opted_out")
+
+
+@pytest.mark.parametrize("channel, address", [("email", "shared@example.com"),
+                                              ("sms", "+4915123456789")])
+def test_members_sharing_an_address_get_one_message_the_lowest_member_id(channel, address):
+    field = {"email": "email", "sms": "phone"}[channel]
+    first, second, third = (consenting_member(channel=channel, **{field: address})
+                            for _ in range(3))
+    other = consenting_member(channel=channel)
+    mailing = MailingFactory(template=TemplateFactory(channel=channel, subject=""),
+                             gateway=GatewayFactory(channel=channel, provider="file_sink"))
+
+    _prepare(mailing)
+
+    assert _statuses(mailing) == {first.pk: ("queued", ""),
+                                  second.pk: ("skipped", "duplicate_address"),
+                                  third.pk: ("skipped", "duplicate_address"),
+                                  other.pk: ("queued", "")}
+
+
+def test_a_shared_address_is_skipped_when_its_holders_fall_in_different_audience_parts(
+        settings):
+    settings.ENGAGE_AUDIENCE_PART_SIZE = 2
+    first = consenting_member(email="family@example.com")
+    between = [consenting_member() for _ in range(4)]
+    last = consenting_member(email="family@example.com")
+    mailing = MailingFactory()
+    mailing_schedule(mailing=mailing)
+
+    mailing_prepare(mailing_id=mailing.pk)
+
+    assert AudiencePart.objects.filter(mailing=mailing).count() >= 3
+    statuses = _statuses(mailing)
+    assert (statuses[first.pk], statuses[last.pk]) == (("queued", ""),
+                                                       ("skipped", "duplicate_address"))
+    assert {statuses[m.pk] for m in between} == {("queued", "")}
+
+
+def test_a_shared_address_goes_to_the_holder_who_may_have_it_when_a_lower_one_may_not():
+    opted_out = MemberFactory(email="family@example.com")
+    reachable = consenting_member(email="family@example.com")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing) == {opted_out.pk: ("skipped", "opted_out"),
+                                  reachable.pk: ("queued", "")}
+
+
+def test_a_shared_address_in_another_mailing_does_not_count():
+    member = consenting_member(email="family@example.com")
+    other = MailingFactory()
+    MessageFactory(mailing=other, member=MemberFactory(), address="family@example.com")
+    mailing = MailingFactory()
+
+    _prepare(mailing)
+
+    assert _statuses(mailing)[member.pk] == ("queued", "")
+
+
+def test_duplicate_addresses_are_skipped_in_one_update_whatever_the_audience_size():
+    for _ in range(6):
+        consenting_member(email="shared@example.com")
+    mailing = MailingFactory()
+    mailing_schedule(mailing=mailing)
+
+    with CaptureQueriesContext(connection) as queries:
+        mailing_prepare(mailing_id=mailing.pk)
+
+    updates = [q["sql"] for q in queries
+               if q["sql"].startswith(f'UPDATE "{Message._meta.db_table}"')]
+    assert len(updates) == 1
+    assert Message.objects.filter(mailing=mailing, skip_reason="duplicate_address").count() == 5
 
 
 def test_snapshot_stays_one_statement_with_every_compliance_rule(settings):
@@ -244,3 +336,24 @@ def test_snapshot_queues_exactly_the_members_the_preview_counts_as_reachable(
     queued = Message.objects.filter(mailing=mailing, status="queued").count()
     assert queued == audience_preview(tree={}).reachable["email"]
     assert queued == (1 if double_opt_in else 2)
+
+
+def test_push_snapshot_queues_exactly_the_members_the_preview_counts_as_reachable():
+    recent = timezone.now()
+    consenting_member(channel="push")  # no device
+    DeviceFactory(member=consenting_member(channel="push"), last_seen_at=recent)
+    two_devices = consenting_member(channel="push")
+    DeviceFactory(member=two_devices, last_seen_at=recent)
+    DeviceFactory(member=two_devices, last_seen_at=None)
+    DeviceFactory(member=consenting_member(channel="push"), is_active=False)
+    DeviceFactory(member=consenting_member(channel="push", status="blocked"))
+    DeviceFactory(member=consenting_member(channel="email"))
+    DeviceFactory(member=MemberFactory())
+    mailing = MailingFactory(template=TemplateFactory(channel="push", subject=""),
+                             gateway=GatewayFactory(channel="push", provider="file_sink"))
+
+    _prepare(mailing)
+
+    queued = Message.objects.filter(mailing=mailing, status="queued").count()
+    assert queued == audience_preview(tree={}).reachable["push"]
+    assert queued == 2

@@ -87,8 +87,8 @@ def test_a_completed_mailing_cannot_be_cancelled():
 
 def test_template_for_an_unsupported_channel_is_refused_before_scheduling():
     mailing = MailingFactory(
-        template=TemplateFactory(channel="push", subject=""),
-        gateway=GatewayFactory(channel="push", provider="file_sink"),
+        template=TemplateFactory(channel="viber", subject=""),
+        gateway=GatewayFactory(channel="viber", provider="file_sink"),
     )
 
     with pytest.raises(ValidationError) as error:

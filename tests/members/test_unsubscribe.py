@@ -304,7 +304,7 @@ def test_category_withdrawal_skips_the_member_only_for_that_categorys_mailings(c
     assert _state(member, "email", category=offers) == "withdrawn"
     assert ConsentEvent.objects.filter(member=member, category=offers,
                                        source="account_page").exists()
-    assert _skip_reason(member, category=offers) == "opted_out"
+    assert _skip_reason(member, category=offers) == "not_subscribed_to_category"
     assert _skip_reason(member, category=news) == ""
     assert _skip_reason(member) == ""
 
