@@ -32,7 +32,9 @@ class CeleryWorkers:
     what is left of its tree.
     """
 
-    def __init__(self, *, concurrency: int = 2, queue: str = "celery") -> None:
+    def __init__(self, *, concurrency: int = 2, queue: str | None = None) -> None:
+        # Every queue the settings declare (the default one and each channel's dispatch).
+        queue = queue or ",".join(q.name for q in celery_app.conf.task_queues)
         self.nodename = f"bench-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}"
         self.log_path = Path(tempfile.gettempdir()) / f"engage-bench-worker-{os.getpid()}.log"
         self._command = [

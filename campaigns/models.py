@@ -85,6 +85,7 @@ class StaticList(models.Model):
     class Source(models.TextChoices):
         UPLOAD = "upload", "Uploaded"
         FROZEN = "frozen", "Frozen from a target group"
+        ADDRESS_LIST = "address", "Members of an uploaded address list"
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -93,6 +94,9 @@ class StaticList(models.Model):
                                     blank=True, related_name="frozen_lists")
     taken_at = models.DateTimeField(help_text="When its members were taken.")
     size = models.PositiveIntegerField(default=0)
+    # For an address list: what the file held (total, valid, unknown, invalid, duplicates,
+    # the first invalid lines); only the valid addresses some member has became entries.
+    address_report = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -200,3 +200,29 @@ def target_group_reevaluate(*, target_group_id: int, member_ids: Sequence[int] |
     events_record(type=Event.Type.TARGET_GROUP_LEFT, occurred_at=now,
                   entries=((pk, payload) for pk in left))
     return len(entered), len(left)
+
+
+@transaction.atomic
+def static_list_of_addresses(*, name: str, field: str, addresses: Sequence[str],
+                             report: dict[str, Any], description: str = "",
+                             now: dt.datetime | None = None) -> StaticList:
+    """A static list of the members whose `field` (email or phone) is one of `addresses`,
+    written a chunk of addresses per INSERT … SELECT; `report` keeps what the uploaded file
+    held beside it. Addresses no member has add nothing: there is no consent for them."""
+    if StaticList.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"a static list named {name!r} exists already"})
+    static_list = StaticList.objects.create(
+        name=name, source=StaticList.Source.ADDRESS_LIST, taken_at=now or timezone.now(),
+        description=description, address_report=report)
+    size = 0
+    for start in range(0, len(addresses), CHUNK):
+        members = (Member.objects.filter(**{f"{field}__in": addresses[start:start + CHUNK]})
+                   .order_by().values("pk"))
+        sql, params = members.query.sql_with_params()
+        size += _insert_select(
+            table_model=StaticListMember, columns=["static_list_id", "member_id"],
+            select_sql=f"SELECT %s, matched.pk FROM ({sql}) matched",
+            params=[static_list.pk, *params])
+    static_list.size = size
+    static_list.save(update_fields=["size"])
+    return static_list

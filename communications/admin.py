@@ -2,24 +2,43 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from campaigns.selectors import target_group_size
+from campaigns.selectors import members_count
+from communications.address_lists import AddressListError, AddressListReport, address_list_read
+from communications.charts import mailing_report_context
+from communications.circuits import circuit_open_seconds
 from communications.gateways import GATEWAYS
-from communications.models import FrequencyCap, Gateway, Mailing, Message, QuietHours, Template
+from communications.models import (
+    CascadeStep,
+    FrequencyCap,
+    Gateway,
+    Mailing,
+    Message,
+    QuietHours,
+    Template,
+)
 from communications.renderers import MEMBER_PLACEHOLDERS
 from communications.selectors import mailing_status_counts, mailings_with_counts
+from communications.selectors.calendar import messaging_calendar
+from communications.selectors.costs import mailing_cost_estimate
+from communications.selectors.reports import mailing_report
 from communications.services import (
     mailing_cancel,
     mailing_pause,
@@ -28,16 +47,32 @@ from communications.services import (
     mailing_schedule,
     mailing_start_now,
 )
+from communications.services.audiences import (
+    mailing_address_list_attach,
+    mailing_audience,
+    mailing_audience_errors,
+)
+from communications.services.cascade import Step, cascade_steps_problems
+from communications.services.schedules import recurrence_rule
+from communications.services.test_sends import (
+    TEST_RECIPIENTS_MAX,
+    TESTABLE_STATES,
+    mailing_test_send,
+    members_by_keys,
+)
 
 State = Mailing.State
 Status = Message.Status
 # From `sending` on the audience is frozen into messages, so the mailing no longer changes.
-EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
-CANCELLABLE_STATES = (State.DRAFT, State.SCHEDULED, State.PREPARING, State.SENDING,
-                      State.PAUSED)
+EDITABLE_STATES = (State.DRAFT, State.SCHEDULED, State.RECURRING)
+CANCELLABLE_STATES = (State.DRAFT, State.SCHEDULED, State.RECURRING, State.PREPARING,
+                      State.SENDING, State.PAUSED)
 BUSY_STATES = (State.SCHEDULED, State.PREPARING, State.SENDING)
-MAILING_FIELDS = ["name", "campaign", "target_group", "template", "gateway", "scheduled_at",
-                  "priority", "defer_capped", "message_lifetime"]
+MAILING_FIELDS = ["name", "campaign", "target_group", "static_list", "member", "template",
+                  "gateway", "cascade_after", "scheduled_at", "send_in_member_timezone",
+                  "recurrence", "priority", "defer_capped", "message_lifetime"]
+AUDIENCE_FIELDS = ("target_group", "static_list", "member")
+SCHEDULE_FIELDS = ["scheduled_at", "send_in_member_timezone", "recurrence"]
 # `name`s of the extra submit buttons on the mailing change page.
 SCHEDULE, START_NOW = "_schedule", "_start_now"
 
@@ -89,13 +124,13 @@ class GatewayForm(forms.ModelForm):
     class Meta:
         model = Gateway
         fields = ["name", "channel", "provider", "settings", "sender", "price_per_message",
-                  "is_active"]
+                  "is_active", "backup"]
 
 
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):
     form = GatewayForm
-    list_display = ["name", "channel", "provider", "is_active", "price_per_message"]
+    list_display = ["name", "channel", "provider", "is_active", "price_per_message", "circuit"]
     list_filter = ["channel", "provider", "is_active"]
     search_fields = ["name"]
 
@@ -103,8 +138,18 @@ class GatewayAdmin(admin.ModelAdmin):
                             obj: Gateway | None = None) -> Sequence[str]:
         # Scheduled and sending mailings were checked against this channel.
         if obj is not None and _busy_states(obj.mailings.all()):
-            return ["channel"]
-        return []
+            return ["channel", "circuit"]
+        return ["circuit"]
+
+    @admin.display(description="circuit")
+    def circuit(self, gateway: Gateway) -> str:
+        if gateway.pk is None:
+            return "—"
+        remaining = circuit_open_seconds(gateway_id=gateway.pk)
+        if not remaining:
+            return "closed"
+        via = f", sending through {gateway.backup}" if gateway.backup_id else ""
+        return f"open for {remaining:.0f} s more{via}"
 
 
 @admin.register(FrequencyCap)
@@ -174,6 +219,15 @@ def _when(moment: Any) -> str:
 class MailingForm(forms.ModelForm):
     # Which button was pressed; MailingAdmin.get_form sets it on the per-request form class.
     submit_action: ClassVar[str | None] = None
+    address_list = forms.FileField(
+        required=False, label="Upload an address list",
+        help_text="Phones or emails, one a line or in a phone / email column of a CSV. The "
+                  "members who have them become the audience, in place of the target group; "
+                  "the counts of valid, unknown and invalid lines are shown after saving.")
+    address_region = forms.CharField(
+        required=False, max_length=2, label="Country of phones without a code",
+        help_text="ISO code, e.g. DE, for numbers written without +country.")
+    address_report: AddressListReport | None = None
 
     class Meta:
         model = Mailing
@@ -201,10 +255,22 @@ class MailingForm(forms.ModelForm):
             )
             if state not in EDITABLE_STATES:
                 raise ValidationError(f"This mailing is {state}; it can no longer be changed.")
-        if self.submit_action in (SCHEDULE, START_NOW) or state == State.SCHEDULED:
-            candidate = Mailing(**{name: cleaned.get(name)
-                                   for name in ("target_group", "template", "gateway")})
-            for field, text in mailing_schedulable_errors(mailing=candidate).items():
+        self._address_list_read(cleaned)
+        if cleaned.get("recurrence"):
+            try:
+                recurrence_rule(cleaned["recurrence"], start=timezone.now())
+            except ValidationError as error:
+                self.add_error("recurrence", error.message_dict["recurrence"])
+        if self.submit_action in (SCHEDULE, START_NOW) or state in (State.SCHEDULED,
+                                                                    State.RECURRING):
+            candidate = Mailing(**{name: cleaned.get(name) for name in (
+                *AUDIENCE_FIELDS, "template", "gateway", "recurrence")})
+            errors = mailing_schedulable_errors(mailing=candidate)
+            if self.address_report is not None:
+                # The uploaded list becomes the audience when the mailing is saved.
+                errors = {field: text for field, text in errors.items()
+                          if field not in AUDIENCE_FIELDS}
+            for field, text in errors.items():
                 self.add_error(field if field in self.fields else None, text)
         if (state == State.SCHEDULED and self.submit_action is None
                 and "scheduled_at" in self.fields and not cleaned.get("scheduled_at")):
@@ -212,10 +278,115 @@ class MailingForm(forms.ModelForm):
                                            "to send it at once.")
         return cleaned
 
+    def _address_list_read(self, cleaned: dict[str, Any]) -> None:
+        upload = cleaned.get("address_list")
+        if not upload:
+            return
+        template = cleaned.get("template")
+        if template is None:
+            self.add_error("address_list", "Choose the template first: its channel says which "
+                                           "addresses the list holds.")
+            return
+        try:
+            self.address_report = address_list_read(
+                file=upload, channel=template.channel,
+                region=(cleaned.get("address_region") or "").upper() or None)
+        except AddressListError as error:
+            self.add_error("address_list", str(error))
+
+
+TEST_SEND = "_test_send"
+
+
+class MailingTestSendForm(forms.Form):
+    """The "Send a test" fields on the mailing page (inside its form, so prefixed)."""
+
+    members = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
+        help_text="Member ids or external ids, separated by commas or spaces; each gets the "
+                  "message rendered for them.")
+    addresses = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
+        help_text="Addresses of the mailing's channel (emails, phones in +E.164 form), one "
+                  "per line or separated by commas.")
+    sample_member = forms.CharField(
+        required=False, max_length=64,
+        help_text="For typed addresses: render for this member (id or external id); blank "
+                  "leaves the member fields empty.")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        members = (cleaned.get("members") or "").replace(",", " ").split()
+        addresses = [a for a in (cleaned.get("addresses") or "").replace(",", "\n").split()
+                     if a]
+        if not members and not addresses:
+            raise ValidationError("Choose at least one member or type an address.")
+        if len(members) + len(addresses) > TEST_RECIPIENTS_MAX:
+            raise ValidationError(f"At most {TEST_RECIPIENTS_MAX} recipients per test send.")
+        try:
+            cleaned["member_ids"] = members_by_keys(keys=members)
+            sample = (cleaned.get("sample_member") or "").strip()
+            cleaned["sample_member_id"] = (members_by_keys(keys=[sample])[0]
+                                           if sample else None)
+        except ValidationError as error:
+            raise ValidationError(validation_error_text(error)) from error
+        cleaned["address_list"] = addresses
+        return cleaned
+
+
+def _before_scheduling(mailing: Mailing) -> list[Any]:
+    if mailing.state not in TESTABLE_STATES:
+        return []
+    return [("Before scheduling: estimated cost and a test send",
+             {"fields": ["cost_estimate", "test_send"]})]
+
+
+class CascadeStepFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        mailing = self.instance  # with the mailing form's changes applied
+        steps = [Step(form.cleaned_data["position"], form.cleaned_data["template"],
+                      form.cleaned_data["gateway"])
+                 for form in self.forms
+                 if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+        positions = [step.position for step in steps]
+        if len(set(positions)) != len(positions):
+            raise ValidationError("Two steps have the same position.")
+        problems = cascade_steps_problems(
+            first_channel=mailing.template.channel if mailing.template_id else None,
+            steps=sorted(steps, key=lambda step: step.position))
+        if problems:
+            raise ValidationError(problems)
+
+
+class CascadeStepInline(admin.TabularInline):
+    """The further channels of the cascade, tried in order after the mailing's own."""
+
+    model = CascadeStep
+    formset = CascadeStepFormSet
+    extra = 0
+    fields = ["position", "template", "gateway"]
+    verbose_name = "next channel of the cascade"
+    verbose_name_plural = ("Channel cascade: members the mailing's own channel cannot reach "
+                           "get the next channel (see “cascade after”)")
+
+    def _editable(self, obj: Mailing | None) -> bool:
+        return obj is None or obj.state in EDITABLE_STATES
+
+    def has_add_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
 
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     form = MailingForm
+    inlines = [CascadeStepInline]
     list_display = ["name", "state", "channel", "scheduled_at", "total", "queued", "sent",
                     "failed", "skipped", "campaign"]
     list_filter = ["state", "campaign"]
@@ -224,20 +395,35 @@ class MailingAdmin(admin.ModelAdmin):
     actions = ["schedule_selected", "start_selected", "pause_selected", "resume_selected",
                "cancel_selected"]
     always_readonly = ["state", "channel", "audience_size", "started_at", "completed_at",
-                       "failure_reason", "created_by", "created_at", "status_counts"]
+                       "failure_reason", "created_by", "created_at", "status_counts",
+                       "address_list_report", "recurring_parent", "cost_estimate",
+                       "test_send"]
+    raw_id_fields = ["member"]
+    # The standard list with a link to the messaging calendar.
+    change_list_template = "admin/communications/mailing/calendar_changelist.html"
+    report_refresh_seconds = 5
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Mailing]:
         return mailings_with_counts()
 
     def get_fieldsets(self, request: HttpRequest, obj: Mailing | None = None) -> list[Any]:
-        main = (None, {"fields": MAILING_FIELDS})
+        main = (None, {"fields": [name for name in MAILING_FIELDS if name not in AUDIENCE_FIELDS
+                                  and name not in SCHEDULE_FIELDS]})
+        audience = ("Audience: one of a target group, a static list, a member or an uploaded "
+                    "address list", {"fields": [*AUDIENCE_FIELDS, "address_list",
+                                                "address_region"]})
+        schedule = ("When", {"fields": SCHEDULE_FIELDS})
         if obj is None:
-            return [main]
+            return [main, audience, schedule]
+        if obj.state not in EDITABLE_STATES:
+            audience = (audience[0], {"fields": [*AUDIENCE_FIELDS, "address_list_report"]})
+        else:
+            audience[1]["fields"].append("address_list_report")
         return [
-            main,
-            ("State", {"fields": ["state", "channel", "audience_size", "started_at",
-                                  "completed_at", "failure_reason", "created_by",
-                                  "created_at"]}),
+            main, audience, schedule, *_before_scheduling(obj),
+            ("State", {"fields": ["state", "channel", "audience_size", "recurring_parent",
+                                  "started_at", "completed_at", "failure_reason",
+                                  "created_by", "created_at"]}),
             ("Messages", {"fields": ["status_counts"]}),
         ]
 
@@ -274,13 +460,34 @@ class MailingAdmin(admin.ModelAdmin):
         else:
             obj.created_by = request.user
             obj.save()
-        if form.submit_action == SCHEDULE:
-            mailing = mailing_schedule(mailing=obj, at=obj.scheduled_at)
-            self.message_user(request, f"“{mailing}” is scheduled for "
-                                       f"{_when(mailing.scheduled_at)}.", messages.SUCCESS)
-        elif form.submit_action == START_NOW:
-            mailing_start_now(mailing=obj)
-            self.message_user(request, f"“{obj}” is starting now.", messages.SUCCESS)
+        if form.address_report is not None:
+            static_list = mailing_address_list_attach(mailing=obj, report=form.address_report)
+            obj.static_list, obj.target_group, obj.member = static_list, None, None
+            report = form.address_report
+            self.message_user(request, f"Address list: {report.total:,} lines, "
+                                       f"{report.valid:,} valid ({report.unknown:,} of them "
+                                       f"no member has), {report.invalid:,} invalid, "
+                                       f"{report.duplicates:,} repeated; {static_list.size:,} "
+                                       f"members are the audience.", messages.INFO)
+
+    def save_related(self, request: HttpRequest, form: MailingForm, formsets: Any,
+                     change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Scheduled after the cascade steps are saved, so the check sees them; a refusal
+        # rolls the whole save back (the admin saves in one transaction).
+        obj = form.instance
+        try:
+            if form.submit_action == SCHEDULE:
+                mailing = mailing_schedule(mailing=obj, at=obj.scheduled_at)
+                self.message_user(request, f"“{mailing}” is scheduled for "
+                                           f"{_when(mailing.scheduled_at)}.", messages.SUCCESS)
+            elif form.submit_action == START_NOW:
+                mailing_start_now(mailing=obj)
+                self.message_user(request, f"“{obj}” is starting now.", messages.SUCCESS)
+        except ValidationError as error:
+            transaction.set_rollback(True)
+            self.message_user(request, "Not scheduled: " + validation_error_text(error),
+                              messages.ERROR)
 
     def response_add(self, request: HttpRequest, obj: Mailing,
                      post_url_continue: str | None = None) -> HttpResponse:
@@ -297,6 +504,8 @@ class MailingAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if request.method == "POST" and TEST_SEND in request.POST:
+            return self._test_send_view(request, object_id)
         if request.method == "POST":
             for name, state_change in STATE_CHANGES.items():
                 if name in request.POST:
@@ -320,6 +529,40 @@ class MailingAdmin(admin.ModelAdmin):
             self.message_user(request, f"“{mailing}” {state_change.done}", messages.SUCCESS)
         return HttpResponseRedirect(request.path)
 
+    def _test_send_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The "Send a test" button: send now, each recipient's outcome as a message."""
+        mailing = self.get_object(request, unquote(object_id))
+        if mailing is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, mailing):
+            raise PermissionDenied
+        form = MailingTestSendForm(request.POST, prefix="test_send")
+        if not form.is_valid():
+            for texts in form.errors.values():
+                self.message_user(request, "Test send: " + " ".join(texts), messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        try:
+            sent = mailing_test_send(
+                mailing=mailing, member_ids=form.cleaned_data["member_ids"],
+                addresses=form.cleaned_data["address_list"],
+                sample_member_id=form.cleaned_data["sample_member_id"], by=request.user)
+        except ValidationError as error:
+            self.message_user(request, "Test send: " + validation_error_text(error),
+                              messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        self.log_change(request, mailing, f"Sent a test to {len(sent)} recipient(s).")
+        for message in sent:
+            who = message.address + (f" (member {message.member_id})"
+                                     if message.member_id else "")
+            if message.status not in (Status.FAILED, Status.UNKNOWN):
+                self.message_user(request, f"Test to {who}: {message.get_status_display()}.",
+                                  messages.SUCCESS)
+            else:
+                self.message_user(request, f"Test to {who}: {message.get_status_display()}"
+                                           f" — {message.error_code} {message.error}".rstrip(),
+                                  messages.ERROR)
+        return HttpResponseRedirect(request.path)
+
     def render_change_form(self, request: HttpRequest, context: dict[str, Any],
                            add: bool = False, change: bool = False, form_url: str = "",
                            obj: Mailing | None = None) -> HttpResponse:
@@ -334,27 +577,134 @@ class MailingAdmin(admin.ModelAdmin):
                         for name, state_change in STATE_CHANGES.items()
                         if obj.state in state_change.states]
         context["mailing_buttons"] = buttons
+        if obj is not None and obj.state not in EDITABLE_STATES:
+            context["mailing_report"] = self._report_context(obj)
         if not editable:
             context.update(show_save=False, show_save_and_continue=False,
                            show_save_and_add_another=False)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
+    # --- the report and the calendar --------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view, name = self.admin_site.admin_view, f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("calendar/", view(self.calendar_view), name=f"{name}_calendar"),
+            path("<path:object_id>/report/", view(self.report_view), name=f"{name}_report"),
+            *super().get_urls(),
+        ]
+
+    def _report_context(self, mailing: Mailing) -> dict[str, Any]:
+        """The report section's context: the report, its charts and the URLs around it."""
+        site = self.admin_site.name
+        page_url = reverse("admin:communications_mailing_report", args=[mailing.pk],
+                           current_app=site)
+        return {**mailing_report_context(mailing_report(mailing=mailing)),
+                "page_url": page_url, "refresh_url": f"{page_url}?fragment=1",
+                "refresh_seconds": self.report_refresh_seconds,
+                "calendar_url": reverse("admin:communications_mailing_calendar",
+                                        current_app=site)}
+
+    def report_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The mailing's report page; `?fragment=1` is its report section alone, which the page
+        fetches again while the mailing is live."""
+        # Not get_object(): the changelist's per-status counters would be read for nothing.
+        mailing = (Mailing.objects.select_related("template", "gateway")
+                   .filter(pk=unquote(object_id)).first())
+        if mailing is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, mailing):
+            raise PermissionDenied
+        report = self._report_context(mailing)
+        buttons = ([(name, change.label) for name, change in STATE_CHANGES.items()
+                    if mailing.state in change.states]
+                   if self.has_change_permission(request, mailing) else [])
+        context = {**self.admin_site.each_context(request), **report, "opts": self.opts,
+                   "mailing": mailing, "title": f"Report: {mailing}", "mailing_buttons": buttons,
+                   "report_refresh_url": report["refresh_url"],
+                   "report_refresh_seconds": report["refresh_seconds"]}
+        page = "report_section" if request.GET.get("fragment") else "report"
+        return TemplateResponse(request, f"admin/communications/mailing/{page}.html", context)
+
+    def calendar_view(self, request: HttpRequest) -> HttpResponse:
+        """A month of the messaging calendar (`?month=YYYY-MM`, this month by default)."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        asked, month = request.GET.get("month", ""), None
+        try:
+            month = parse_date(f"{asked}-01") if asked else None
+        except ValueError:
+            pass
+        errors = {"month": "give the month as YYYY-MM"} if asked and month is None else {}
+        month = month or timezone.localdate().replace(day=1)
+        following = (month + timedelta(days=32)).replace(day=1)
+        calendar = messaging_calendar(start=month, end=following - timedelta(days=1))
+        names = {entry.id: entry.name for day in calendar.days for entry in day.mailings}
+        cells: list[dict[str, Any] | None] = [None] * month.weekday() + [
+            {"day": day, "pairs": [(names.get(pair.mailings[0]), names.get(pair.mailings[1]),
+                                    pair.members) for pair in day.pairs]}
+            for day in calendar.days]
+        cells += [None] * (-len(cells) % 7)
+        context = {**self.admin_site.each_context(request), "opts": self.opts,
+                   "title": "Messaging calendar", "month": month, "errors": errors,
+                   "previous_month": (month - timedelta(days=1)).replace(day=1),
+                   "next_month": following, "time_zone": timezone.get_current_timezone_name(),
+                   "weekday_names": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+                   "weeks": [cells[start:start + 7] for start in range(0, len(cells), 7)]}
+        return TemplateResponse(request, "admin/communications/mailing/calendar.html", context)
+
     # --- read-only fields and list columns --------------------------------------------------
+
+    @admin.display(description="estimated cost")
+    def cost_estimate(self, mailing: Mailing) -> str:
+        if mailing.pk is None or mailing.state not in TESTABLE_STATES:
+            return "—"
+        estimate = mailing_cost_estimate(mailing=mailing)
+        for channel in estimate["channels"]:  # money as written: 0.15, not 0.15000
+            for key in ("price_per_message", "cost"):
+                if channel[key] is not None:
+                    channel[key] = f"{channel[key].normalize():f}"
+        return render_to_string("admin/communications/mailing/estimate.html",
+                                {"estimate": estimate})
+
+    @admin.display(description="send a test")
+    def test_send(self, mailing: Mailing) -> str:
+        if mailing.pk is None or mailing.state not in TESTABLE_STATES:
+            return "—"
+        return render_to_string("admin/communications/mailing/test_send.html", {
+            "form": MailingTestSendForm(prefix="test_send"), "button": TEST_SEND,
+            "limit": TEST_RECIPIENTS_MAX})
 
     @admin.display(description="channel")
     def channel(self, mailing: Mailing) -> str:
         return mailing.channel or "—"
 
-    @admin.display(description="target group size now")
+    @admin.display(description="audience size now")
     def audience_size(self, mailing: Mailing) -> str:
-        if mailing.target_group_id is None:
-            return "—"
         if mailing.state not in EDITABLE_STATES:
             return "The audience was frozen when sending started: see the messages."
+        if mailing_audience_errors(mailing=mailing):
+            return "—"
         try:
-            return f"{target_group_size(target_group=mailing.target_group):,}"
+            return f"{members_count(mailing_audience(mailing=mailing)):,}"
         except ValidationError as error:
             return "The target group's rules are invalid: " + validation_error_text(error)
+
+    @admin.display(description="uploaded address list")
+    def address_list_report(self, mailing: Mailing) -> str:
+        report = mailing.static_list.address_report if mailing.static_list_id else None
+        if not report:
+            return "—"
+        rows = [(label, f"{count:,}") for label, count in (
+            ("Lines", report["total"]), ("Valid addresses", report["valid"]),
+            ("— no member has them (not sent to)", report["unknown"]),
+            ("Invalid lines", report["invalid"]), ("Repeated lines", report["duplicates"]),
+            ("Members in the audience", mailing.static_list.size))]
+        examples = format_html_join("", "<li>line {}: {} ({})</li>", (
+            (bad["line"], bad["value"], bad["reason"]) for bad in report["invalid_examples"]))
+        return format_html('<table class="address-list-report">{}</table><ul>{}</ul>',
+                           format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+                           examples)
 
     @admin.display(description="messages")
     def status_counts(self, mailing: Mailing) -> str:

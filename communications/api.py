@@ -3,16 +3,38 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import django_filters
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from communications import services
+from communications.address_lists import AddressListError, address_list_read
 from communications.models import Mailing
 from communications.selectors import mailings_with_counts
-from communications.serializers import MailingScheduleSerializer, MailingSerializer
+from communications.selectors.calendar import messaging_calendar
+from communications.selectors.costs import mailing_cost_estimate
+from communications.selectors.reports import mailing_report
+from communications.serializers import (
+    AddressListReportSerializer,
+    AddressListUploadSerializer,
+    MailingCalendarQuerySerializer,
+    MailingCostEstimateSerializer,
+    MailingReportSerializer,
+    MailingScheduleSerializer,
+    MailingSerializer,
+    MailingTestMessageSerializer,
+    MailingTestSendSerializer,
+    MailingWriteSerializer,
+    MessagingCalendarSerializer,
+)
+from communications.services.audiences import (
+    address_report_summary,
+    mailing_address_list_attach,
+)
+from communications.services.mailings import mailing_create, mailing_update
 from config.api import service_call
 
 
@@ -22,14 +44,92 @@ class MailingFilter(django_filters.FilterSet):
         fields = ["state", "campaign", "target_group", "gateway"]
 
 
-class MailingViewSet(viewsets.ReadOnlyModelViewSet):
-    """Mailings with their message counters per status, and their state changes."""
+class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                     viewsets.ReadOnlyModelViewSet):
+    """Mailings with their message counters per status, and their state changes. Drafts,
+    scheduled and recurring mailings can be changed; from `preparing` on they are fixed."""
 
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
 
     def get_queryset(self):
         return mailings_with_counts()
+
+    def get_serializer_class(self):
+        if self.action in ("create", "update", "partial_update"):
+            return MailingWriteSerializer
+        return super().get_serializer_class()
+
+    def _written(self, mailing: Mailing, code: int) -> Response:
+        mailing = self.get_queryset().get(pk=mailing.pk)
+        return Response(MailingSerializer(mailing, context=self.get_serializer_context()).data,
+                        status=code)
+
+    @extend_schema(request=MailingWriteSerializer, responses={201: MailingSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        payload = MailingWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        mailing = service_call(lambda: mailing_create(by=request.user,
+                                                      **payload.service_fields()))
+        return self._written(mailing, status.HTTP_201_CREATED)
+
+    @extend_schema(request=MailingWriteSerializer, responses=MailingSerializer)
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        mailing = self.get_object()
+        payload = MailingWriteSerializer(mailing, data=request.data,
+                                         partial=kwargs.get("partial", False))
+        payload.is_valid(raise_exception=True)
+        mailing = service_call(lambda: mailing_update(mailing=mailing,
+                                                      **payload.service_fields()))
+        return self._written(mailing, status.HTTP_200_OK)
+
+    @extend_schema(request={"multipart/form-data": AddressListUploadSerializer},
+                   responses=AddressListReportSerializer)
+    @action(detail=True, methods=["post"], url_path="address-list")
+    def address_list(self, request: Request, pk: str | None = None) -> Response:
+        """Upload phones or emails: the members who have them become the mailing's audience.
+        The answer counts the file's lines: valid, unknown (no member has them: not sent
+        to), invalid (with examples) and repeated."""
+        mailing = self.get_object()
+        payload = AddressListUploadSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        if mailing.template_id is None:
+            raise serializers.ValidationError({"template": ["choose the template first: its "
+                                                            "channel says which addresses the "
+                                                            "list holds"]})
+        try:
+            report = address_list_read(file=payload.validated_data["file"],
+                                       channel=mailing.template.channel,
+                                       region=payload.validated_data.get("region", "").upper()
+                                       or None)
+        except AddressListError as error:
+            raise serializers.ValidationError({"file": [str(error)]}) from error
+        static_list = service_call(lambda: mailing_address_list_attach(mailing=mailing,
+                                                                       report=report),
+                                   rename={"address_list": "file"})
+        return Response({"static_list": static_list.pk, "members": static_list.size,
+                         **address_report_summary(report)})
+
+    @extend_schema(responses=MailingCostEstimateSerializer)
+    @action(detail=True, methods=["get"])
+    def estimate(self, request: Request, pk: str | None = None) -> Response:
+        """The audience, reachable count and estimated cost per channel (SMS by segments of
+        the text rendered for a sample of the audience); `problems` names what is missing."""
+        estimate = mailing_cost_estimate(mailing=self.get_object())
+        return Response(MailingCostEstimateSerializer(estimate).data)
+
+    @extend_schema(request=MailingTestSendSerializer,
+                   responses=MailingTestMessageSerializer(many=True))
+    @action(detail=True, methods=["post"], url_path="test-send")
+    def test_send(self, request: Request, pk: str | None = None) -> Response:
+        """Send the mailing's message now, through its gateway, to up to 20 members or typed
+        addresses, marked as a test; answers each test message with its status."""
+        mailing = self.get_object()
+        payload = MailingTestSendSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        sent = service_call(lambda: services.mailing_test_send(
+            mailing=mailing, by=request.user, **payload.validated_data))
+        return Response(MailingTestMessageSerializer(sent, many=True).data)
 
     def _transition(self, change: Callable[[Mailing], Mailing]) -> Response:
         mailing = service_call(lambda: change(self.get_object()))
@@ -67,3 +167,26 @@ class MailingViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel the mailing; messages not yet sent end as cancelled."""
         return self._transition(lambda m: services.mailing_cancel(mailing=m))
+
+    @extend_schema(responses=MailingReportSerializer)
+    @action(detail=True, methods=["get"])
+    def report(self, request: Request, pk: str | None = None) -> Response:
+        """The mailing's report, as on its admin page: the audience split, the funnel (cumulative:
+        a clicked message was also sent, delivered and opened), messages sent per time bucket,
+        the cost so far per gateway and the errors by provider code. Test sends are not
+        counted."""
+        # Not get_object(): the list's per-status counters would be read for nothing.
+        mailing = get_object_or_404(Mailing.objects.select_related("template"), pk=pk)
+        self.check_object_permissions(request, mailing)
+        return Response(MailingReportSerializer(mailing_report(mailing=mailing)).data)
+
+    @extend_schema(parameters=[MailingCalendarQuerySerializer],
+                   responses=MessagingCalendarSerializer)
+    @action(detail=False, methods=["get"])
+    def calendar(self, request: Request) -> Response:
+        """Day by day from `start` to `end` (at most 92 days, in the program's time zone): the
+        mailings that go out, to how many members, and the members in two or more of them."""
+        query = MailingCalendarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        calendar = messaging_calendar(**query.validated_data)
+        return Response(MessagingCalendarSerializer(calendar).data)

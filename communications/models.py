@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from campaigns.models import Campaign, TargetGroup
+from campaigns.models import Campaign, StaticList, TargetGroup
 from members.models import Channel, Member, SubscriptionCategory
 
 
@@ -29,6 +29,12 @@ class Gateway(models.Model):
     )
     price_per_message = models.DecimalField(max_digits=10, decimal_places=5, default=0)
     is_active = models.BooleanField(default=True)
+    backup = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Failover: while this gateway's circuit is open (its batches keep failing "
+                  "to reach the provider), messages go through this gateway of the same "
+                  "channel instead.",
+    )
 
     def __str__(self) -> str:
         return f"{self.name} ({self.channel}/{self.provider})"
@@ -38,6 +44,12 @@ class Gateway(models.Model):
 
         gateway_config_validate(channel=self.channel, provider=self.provider,
                                 settings=self.settings)
+        if self.backup_id is not None:
+            if self.backup_id == self.pk:
+                raise ValidationError({"backup": "a gateway cannot be its own backup"})
+            if self.backup.channel != self.channel:
+                raise ValidationError({"backup": f"the backup sends {self.backup.channel}, "
+                                                 f"this gateway {self.channel}"})
 
 
 class Template(models.Model):
@@ -70,6 +82,7 @@ class Mailing(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"
+        RECURRING = "recurring", "Recurring (each run is a mailing of its own)"
         PREPARING = "preparing", "Preparing (freezing the audience)"
         SENDING = "sending", "Sending"
         PAUSED = "paused", "Paused"
@@ -81,8 +94,18 @@ class Mailing(models.Model):
     campaign = models.ForeignKey(
         Campaign, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
     )
+    # The audience: a target group, a static list (an uploaded address list becomes one) or
+    # a single member; exactly one of the three (`services.mailing_schedulable_errors`).
     target_group = models.ForeignKey(
         TargetGroup, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
+    )
+    static_list = models.ForeignKey(
+        StaticList, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings",
+        help_text="A fixed set of members, such as the members of an uploaded address list.",
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="A single member.",
     )
     template = models.ForeignKey(
         Template, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
@@ -96,6 +119,22 @@ class Mailing(models.Model):
         help_text="Members who withdrew from this subscription category are skipped.",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    send_in_member_timezone = models.BooleanField(
+        default=False,
+        help_text="Send at the scheduled clock time in each member's own time zone (10:00 "
+                  "wherever they are) rather than at one instant. Members without a time "
+                  "zone get it at the program's time.",
+    )
+    recurrence = models.CharField(
+        max_length=300, blank=True,
+        help_text="Repeat on a schedule: an iCalendar rule (RFC 5545), e.g. "
+                  "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0 for every Monday at 9:00 in the "
+                  "program's time zone. Each run is a mailing of its own, copied from this one.",
+    )
+    recurring_parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, editable=False,
+        related_name="runs", help_text="The recurring mailing this run was copied from.",
+    )
     priority = models.SmallIntegerField(
         default=0,
         help_text="Who gets a member's last slot under a frequency cap: while a message of a "
@@ -123,6 +162,13 @@ class Mailing(models.Model):
     # Set once the lifetime has ended and nothing is left to expire, so the sweep stops
     # looking at the mailing.
     messages_expired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cascade_after = models.DurationField(
+        null=True, blank=True,
+        help_text="With further channels in the cascade: a member whose message failed, or "
+                  "was not reported delivered within this time of sending, gets the next "
+                  "channel too. Blank: only members the earlier channels cannot reach at all "
+                  "(no address, no consent, suppressed) get the next one.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         editable=False, related_name="+",
@@ -140,6 +186,25 @@ class Mailing(models.Model):
     @property
     def channel(self) -> str | None:
         return self.template.channel if self.template_id else None
+
+
+class CascadeStep(models.Model):
+    """A further channel of a mailing, tried in `position` order after the mailing's own
+    template and gateway (`services.cascade`)."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="cascade_steps")
+    position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["mailing", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "position"], name="cascade_step_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.template.channel} via {self.gateway}"
 
 
 class FrequencyCap(models.Model):
@@ -262,6 +327,7 @@ class Message(models.Model):
     class HoldReason(models.TextChoices):
         QUIET_HOURS = "quiet_hours", "Quiet hours in the member's time zone"
         FREQUENCY_CAP = "frequency_cap", "Deferred by a frequency cap"
+        LOCAL_TIME = "local_time", "Waiting for the send time in the member's time zone"
 
     class SkipReason(models.TextChoices):
         MEMBER_INACTIVE = "inactive", "Member blocked or erased"
@@ -283,10 +349,14 @@ class Message(models.Model):
         Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False, null=True,
         blank=True, db_constraint=False,
     )
+    # A test send to an address typed in by the marketer has no member.
     member = models.ForeignKey(
         Member, on_delete=models.CASCADE, related_name="messages", db_index=False,
-        db_constraint=False,
+        db_constraint=False, null=True, blank=True,
     )
+    # A test send goes through the real gateway but counts nowhere: not in the mailing's
+    # funnel, not against frequency caps, and it does not take the member's one message.
+    is_test = models.BooleanField(default=False, db_default=False)
     channel = models.CharField(max_length=16, choices=Channel.choices)
     address = models.CharField(max_length=254, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -319,7 +389,8 @@ class Message(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["mailing", "member", "channel"], name="message_once_per_recipient"
+                fields=["mailing", "member", "channel"], name="message_once_per_recipient",
+                condition=models.Q(is_test=False),
             )
         ]
         indexes = [
@@ -380,7 +451,10 @@ class ProviderReceipt(models.Model):
     id; the same receipt sent twice is stored once.
     """
 
-    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (gateway, provider id, status) constraint; a second index of its
+    # own would cost every receipt insert and apply.
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="+",
+                                db_index=False)
     provider_id = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Message.Status.choices)
     occurred_at = models.DateTimeField()

@@ -25,8 +25,8 @@ def freeze_audience_part(mailing_id: int) -> int:
 
 
 @shared_task(ignore_result=True)
-def dispatch_batch(mailing_id: int) -> dict[str, int]:
-    return services.message_batch_dispatch(mailing_id=mailing_id)
+def dispatch_batch(mailing_id: int, channel: str | None = None) -> dict[str, int]:
+    return services.message_batch_dispatch(mailing_id=mailing_id, channel=channel)
 
 
 @shared_task(ignore_result=True)
@@ -38,6 +38,19 @@ def send_transactional_message(message_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def apply_receipts() -> int:
-    from communications.services.statuses import receipts_apply
+    from communications.services.statuses import RECEIPTS_PER_APPLY, receipts_apply
 
-    return receipts_apply()
+    # One task per webhook call, which may store more than one pass takes: a full pass means
+    # more may wait, and nothing else would come back for them.
+    applied = done = receipts_apply()
+    while done == RECEIPTS_PER_APPLY:
+        done = receipts_apply()
+        applied += done
+    return applied
+
+
+@shared_task(ignore_result=True)
+def prune_receipts() -> int:
+    from communications.services.statuses import receipts_prune
+
+    return receipts_prune()

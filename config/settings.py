@@ -14,6 +14,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -167,6 +168,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StaticListSourceEnum": "campaigns.models.StaticList.Source",
         "ConsentSourceEnum": "members.models.ConsentSource",
+        "MemberStatusEnum": "members.models.Member.Status",
+        "MessageStatusEnum": "communications.models.Message.Status",
+        "MailingStateEnum": "communications.models.Mailing.State",
     },
 }
 
@@ -193,6 +197,13 @@ else:
         # after this timeout, and the claim on message rows keeps that from sending twice.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
+# Batches go to a queue per channel (`dispatch.<channel>`) so a slow provider never starves
+# another; a worker takes every queue listed here unless started with `-Q`, so dedicated
+# workers per channel are an operator's choice, not a requirement.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue(name) for name in (
+    "celery", "dispatch.email", "dispatch.sms", "dispatch.push", "dispatch.viber",
+    "dispatch.social")]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -216,6 +227,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.tasks.target_groups_reevaluate",
         "schedule": timedelta(seconds=env.float("ENGAGE_WATCH_REFRESH", default=3600.0)),
     },
+    # Receipts that never matched a message (an SMS part's, or for a message from before
+    # Engage) are kept ENGAGE_RECEIPT_RETENTION_DAYS, then deleted.
+    "prune-unmatched-receipts": {
+        "task": "communications.tasks.prune_receipts",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # --- Engage ---------------------------------------------------------------------------------
@@ -226,6 +243,14 @@ ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-ma
 # A message claimed by a worker but never confirmed after this long is marked `unknown`: it may
 # or may not have reached the provider, and it is reported, not resent.
 ENGAGE_CLAIM_TIMEOUT = timedelta(seconds=env.int("ENGAGE_CLAIM_TIMEOUT", default=900))
+ENGAGE_RECEIPT_RETENTION_DAYS = env.int("ENGAGE_RECEIPT_RETENTION_DAYS", default=30)
+# A gateway whose batches reach the provider with nothing this many times in a row is left
+# alone (its backup used, if it has one) for this long (`communications/circuits.py`).
+ENGAGE_CIRCUIT_FAILURES = env.int("ENGAGE_CIRCUIT_FAILURES", default=5)
+ENGAGE_CIRCUIT_OPEN_SECONDS = env.float("ENGAGE_CIRCUIT_OPEN_SECONDS", default=60.0)
+if ENGAGE_CIRCUIT_FAILURES < 1 or ENGAGE_CIRCUIT_OPEN_SECONDS <= 0:
+    raise ImproperlyConfigured("ENGAGE_CIRCUIT_FAILURES must be at least 1 and "
+                               "ENGAGE_CIRCUIT_OPEN_SECONDS above 0")
 ENGAGE_DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Engage <noreply@localhost>")
 DEFAULT_FROM_EMAIL = ENGAGE_DEFAULT_FROM_EMAIL
 # Where members reach Engage from outside: unsubscribe and confirmation links are built on it.

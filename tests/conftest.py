@@ -12,12 +12,24 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from communications.ratelimit import REDIS_KEY_PREFIX, ratelimit_redis
 from config.celery import app as celery_app
 from tests.peers.smtp import SmtpPeer
 
 ROOT = Path(__file__).resolve().parent.parent
 # aiosmtpd logs every SMTP command at INFO; keep failure output readable.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def gateway_circuits_closed() -> None:
+    """Circuits live in Redis, keyed by gateway id; ids repeat from one test database to the
+    next, so a circuit an earlier run opened must not leave a gateway of this test open."""
+    client = ratelimit_redis()
+    if client is not None:
+        stale = list(client.scan_iter(f"{REDIS_KEY_PREFIX}circuit:*", count=1000))
+        if stale:
+            client.delete(*stale)
 
 
 @pytest.fixture

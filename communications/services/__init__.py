@@ -23,6 +23,7 @@ from communications.services.mailings import (
     mailing_start_now,
     mailings_tick,
 )
+from communications.services.test_sends import mailing_test_send, members_by_keys  # noqa: F401
 
 __all__ = [
     "MAX_ATTEMPTS",

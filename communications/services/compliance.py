@@ -215,13 +215,13 @@ def _capped_until(*, rules: MailingRules, caps: Sequence[FrequencyCap], members:
     _members_lock(members)
     longest = max(cap.period for cap in caps)
     counted = (
-        Message.objects.filter(member_id__in=members, mailing__isnull=False)
+        Message.objects.filter(member_id__in=members, mailing__isnull=False, is_test=False)
         .filter(Q(sent_at__isnull=False) | Q(status__in=_IN_FLIGHT))
         .annotate(_at=Coalesce("sent_at", "claimed_at"))
         .filter(_at__gt=now - longest)
     )
     reserved = (
-        Message.objects.filter(member_id__in=members, status=Status.QUEUED,
+        Message.objects.filter(member_id__in=members, status=Status.QUEUED, is_test=False,
                                mailing__state=State.SENDING,
                                mailing__priority__gt=rules.priority)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
@@ -393,7 +393,8 @@ def _sent_expire(*, mailing_id: int, now: datetime, totals: Counter[str],
     """Sent messages of an ended mailing never reported delivered: (how many, none left)."""
     taken = 0
     while taken < budget:
-        ids = list(Message.objects.filter(mailing_id=mailing_id, status=Status.SENT)
+        ids = list(Message.objects.filter(mailing_id=mailing_id, status=Status.SENT,
+                                          is_test=False)
                    .order_by("pk").values_list("pk", flat=True)[:min(EXPIRE_CHUNK, budget - taken)])
         if not ids:
             return taken, True

@@ -12,15 +12,16 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from communications.circuits import circuit_open_seconds, circuit_record
 from communications.gateways import (
     BaseGateway,
     GatewayConfig,
@@ -33,6 +34,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message, MessageStatusChange
 from communications.ratelimit import GatewayBucket, LocalBucket, gateway_bucket
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from communications.services.cascade import cascade_pending, mailing_step
 from communications.services.compliance import (
     MailingRules,
     Screening,
@@ -40,7 +42,12 @@ from communications.services.compliance import (
     mailing_lifetime_ends_at,
     messages_expire,
 )
-from communications.services.statuses import StatusChange, changes_record, receipts_apply
+from communications.services.statuses import (
+    StatusChange,
+    changes_record,
+    push_devices_deactivate,
+    receipts_apply,
+)
 from members.models import Channel
 from members.unsubscribe import unsubscribe_urls
 
@@ -53,6 +60,10 @@ SkipReason = Message.SkipReason
 State = Mailing.State
 # A transient error retries the message until it has been tried this often.
 MAX_ATTEMPTS = 3
+# ... after waiting this long after its first failure, twice that after its second, and so
+# on up to the cap, unless the provider said how long (Retry-After).
+RETRY_BACKOFF_S = 30.0
+RETRY_BACKOFF_CAP_S = 900.0
 # A rate-limited batch claims no more than its gateway's rate grants in this many seconds, and
 # waits no longer for its tokens: what the bucket has not granted by then (other workers took
 # the rate) goes back to the queue, no attempt counted, for the next batch.
@@ -83,18 +94,33 @@ def mailing_dispatch_enqueue(*, mailing_id: int, now: datetime | None = None) ->
     them before their time. The scheduler tick comes back to a sending mailing every minute or
     so (`mailings.REDISPATCH_AFTER_SECONDS`), and picks up a hold that has ended then.
     """
-    from communications import tasks
 
     now = now or timezone.now()
-    due = messages_due(Message.objects.filter(mailing_id=mailing_id, status=Status.QUEUED),
-                       now=now).count()
-    batches = math.ceil(due / settings.ENGAGE_BATCH_SIZE)
+    due = (messages_due(Message.objects.filter(mailing_id=mailing_id, status=Status.QUEUED,
+                                               is_test=False), now=now)
+           .order_by().values("channel").annotate(n=Count("pk")).values_list("channel", "n"))
     Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
-    for _ in range(batches):
-        tasks.dispatch_batch.delay(mailing_id)
+    batches = 0
+    for channel, n in due:
+        for _ in range(math.ceil(n / settings.ENGAGE_BATCH_SIZE)):
+            batch_enqueue(mailing_id=mailing_id, channel=channel)
+            batches += 1
     if not batches:
         mailing_complete_if_done(mailing_id=mailing_id)
     return batches
+
+
+def batch_enqueue(*, mailing_id: int, channel: str, countdown: float = 0) -> None:
+    """One batch task on the channel's own queue, so a slow provider never holds up the
+    batches of another channel (workers take every queue unless started with `-Q`)."""
+    from communications import tasks
+
+    tasks.dispatch_batch.apply_async((mailing_id, channel), queue=dispatch_queue(channel),
+                                     countdown=countdown or None)
+
+
+def dispatch_queue(channel: str) -> str:
+    return f"dispatch.{channel}"
 
 
 def messages_due(messages: QuerySet[Message], *, now: datetime) -> QuerySet[Message]:
@@ -102,7 +128,8 @@ def messages_due(messages: QuerySet[Message], *, now: datetime) -> QuerySet[Mess
     return messages.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
 
 
-def messages_claim(*, mailing_id: int, limit: int, now: datetime | None = None) -> list[int]:
+def messages_claim(*, mailing_id: int, limit: int, now: datetime | None = None,
+                   channel: str | None = None) -> list[int]:
     """Atomically take up to `limit` due queued messages of a sending mailing for this worker,
     screened for compliance; returns the ids to send.
 
@@ -118,10 +145,13 @@ def messages_claim(*, mailing_id: int, limit: int, now: datetime | None = None) 
     cap, are held (left queued with `not_before`, no attempt counted). Only the rest are
     claimed. After the mailing's message lifetime nothing is claimed (`messages_expire`).
     """
-    return _claim(mailing_id=mailing_id, limit=limit, now=now or timezone.now())[0]
+    return _claim(mailing_id=mailing_id, limit=limit, now=now or timezone.now(),
+                  channel=channel)[0]
 
 
-def _claim(*, mailing_id: int, limit: int, now: datetime) -> tuple[list[int], Screening]:
+def _claim(*, mailing_id: int, limit: int, now: datetime,
+           channel: str | None = None) -> tuple[list[int], Screening]:
+    """Claim messages of `channel` (None: the mailing's first channel)."""
     screening = Screening()
     with transaction.atomic():
         mailing = (
@@ -137,16 +167,19 @@ def _claim(*, mailing_id: int, limit: int, now: datetime) -> tuple[list[int], Sc
                                         lifetime=mailing["message_lifetime"])
         if ends is not None and ends <= now:
             return [], screening
+        channel = channel or mailing["template__channel"]
         candidates = list(
             messages_due(Message.objects.select_for_update(skip_locked=True)
-                         .filter(mailing_id=mailing_id, status=Status.QUEUED), now=now)
+                         .filter(mailing_id=mailing_id, channel=channel, status=Status.QUEUED,
+                                 is_test=False),
+                         now=now)
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
         if not candidates:
             return [], screening
         screening = batch_screen(
-            rules=MailingRules(mailing_id=mailing_id, channel=mailing["template__channel"],
+            rules=MailingRules(mailing_id=mailing_id, channel=channel,
                                category_id=mailing["category_id"],
                                priority=mailing["priority"],
                                defer_capped=mailing["defer_capped"], lifetime_ends_at=ends),
@@ -192,27 +225,36 @@ def messages_release(*, ids: Sequence[int], detail: str, now: datetime | None = 
     return len(released)
 
 
-def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None,
-                           now: datetime | None = None,
+def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
+                           batch_size: int | None = None, now: datetime | None = None,
                            rate_wait_s: float = RATE_WAIT_S) -> dict[str, int]:
-    """Claim one batch, render it, send it through the mailing's gateway within the gateway's
-    rate limit (`rate_per_second` in its settings), record the results.
+    """Claim one batch of the mailing's messages on `channel` (None: its first channel),
+    render it with that channel's template, send it through that channel's gateway within the
+    gateway's rate limit (`rate_per_second` in its settings), record the results.
 
     `now` is the moment the claim decides for (quiet hours, caps, what is due); `rate_wait_s`
     how long the batch waits for its rate-limit tokens.
     """
-    from communications import tasks
-
     now = now or timezone.now()
     mailing = (Mailing.objects.select_related("template", "gateway")
                .filter(pk=mailing_id).first())
-    if mailing is None:
+    step = mailing_step(mailing=mailing, channel=channel) if mailing is not None else None
+    if step is None:
         return {"claimed": 0}
+    channel = step.channel
+    gateway = gateway_in_service(gateway=step.gateway)
+    if gateway is None:
+        # Its circuit is open and no backup can take the batch: claim nothing, come back when
+        # it closes (the messages keep their attempts).
+        wait = max(1.0, circuit_open_seconds(gateway_id=step.gateway.pk))
+        transaction.on_commit(lambda: batch_enqueue(mailing_id=mailing_id, channel=channel,
+                                                    countdown=wait))
+        return {"claimed": 0, "circuit_open": 1}
     limit = batch_size or settings.ENGAGE_BATCH_SIZE
-    rate = gateway_rate(gateway=mailing.gateway) if mailing.gateway_id else None
+    rate = gateway_rate(gateway=gateway)
     if rate is not None:
         limit = min(limit, max(1, math.ceil(rate * rate_wait_s)))
-    ids, screening = _claim(mailing_id=mailing_id, limit=limit, now=now)
+    ids, screening = _claim(mailing_id=mailing_id, limit=limit, now=now, channel=channel)
     screened = screening.counts()
     # Batch tasks are enqueued per ENGAGE_BATCH_SIZE due messages; a full batch cut down to
     # the rate leaves work no task covers, so it hands on to another task.
@@ -223,18 +265,18 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None,
         if ends is not None and ends <= now:
             messages_expire(now=now, mailing_id=mailing_id)
         if hand_on:
-            transaction.on_commit(lambda: tasks.dispatch_batch.delay(mailing_id))
+            transaction.on_commit(lambda: batch_enqueue(mailing_id=mailing_id, channel=channel))
         mailing_complete_if_done(mailing_id=mailing_id)
         return {"claimed": 0, **screened}
     rows = list(
         Message.objects.filter(pk__in=ids).order_by("pk")
         .values("pk", "member_id", "address", "attempts", *member_value_paths())
     )
-    template = CompiledTemplate(subject=mailing.template.subject, body=mailing.template.body,
-                                html_body=mailing.template.html_body)
+    template = CompiledTemplate(subject=step.template.subject, body=step.template.body,
+                                html_body=step.template.html_body)
     links = (unsubscribe_urls(member_ids=[row["member_id"] for row in rows],
                               channel=Channel.EMAIL, mailing_id=mailing_id)
-             if mailing.template.channel == Channel.EMAIL else {})
+             if channel == Channel.EMAIL else {})
     outbound: list[OutboundMessage] = []
     render_failures: list[SendResult] = []
     for row in rows:
@@ -250,35 +292,61 @@ def message_batch_dispatch(*, mailing_id: int, batch_size: int | None = None,
             body=rendered.body, html_body=rendered.html_body,
             headers=_list_unsubscribe_headers(link) if link else {},
         ))
-    bucket = (gateway_bucket(gateway_id=mailing.gateway_id, rate=rate)
+    bucket = (gateway_bucket(gateway_id=gateway.pk, rate=rate)
               if rate is not None else None)
-    sent = gateway_send(gateway=mailing.gateway, batch=outbound, bucket=bucket,
+    sent = gateway_send(gateway=gateway, batch=outbound, bucket=bucket,
                         deadline=time.monotonic() + rate_wait_s)
+    _circuit_count(gateway=gateway, results=sent)
     answered = {result.message_id for result in sent}
     results = render_failures + sent
     attempts = {row["pk"]: row["attempts"] for row in rows}
     counts = messages_record_results(results=results, attempts=attempts,
-                                     gateway_id=mailing.gateway_id)
+                                     gateway_id=gateway.pk)
     released = messages_release(
         ids=[m.message_id for m in outbound if m.message_id not in answered],
         detail="not handed to the provider: the gateway's rate limit had no slot for it "
                "within the batch's wait, or a throttle reply ended the batch; back in the "
                "queue, no attempt counted")
     if counts.get("retry"):
-        retry_after = max((r.error.retry_after or 0) for r in results if r.error) or 30
-        transaction.on_commit(
-            lambda: tasks.dispatch_batch.apply_async((mailing_id,), countdown=retry_after)
-        )
+        retry_after = max((r.error.retry_after or 0) for r in results if r.error) or RETRY_BACKOFF_S
+        transaction.on_commit(lambda: batch_enqueue(mailing_id=mailing_id, channel=channel,
+                                                    countdown=retry_after))
     # Messages given back are work no task covers either; a second's pause keeps a batch that
     # got no token at all (the bucket's Redis unreachable) from spinning.
     if released or hand_on:
-        transaction.on_commit(lambda: tasks.dispatch_batch.apply_async(
-            (mailing_id,), countdown=1 if released else 0))
+        transaction.on_commit(lambda: batch_enqueue(mailing_id=mailing_id, channel=channel,
+                                                    countdown=1 if released else 0))
     mailing_complete_if_done(mailing_id=mailing_id)
     outcome = {"claimed": len(ids), **counts, **screened}
     if released:
         outcome["released"] = released
     return outcome
+
+
+def gateway_in_service(*, gateway: Gateway) -> Gateway | None:
+    """The gateway a batch goes through: `gateway`, or while its circuit is open its backup
+    (active, of the same channel, its own circuit closed); None when neither can take it.
+    One step only: a backup's backup is not followed."""
+    if not circuit_open_seconds(gateway_id=gateway.pk):
+        return gateway
+    backup = gateway.backup
+    if (backup is not None and backup.is_active and backup.channel == gateway.channel
+            and not circuit_open_seconds(gateway_id=backup.pk)):
+        return backup
+    return None
+
+
+def _circuit_count(*, gateway: Gateway, results: Sequence[SendResult]) -> None:
+    """A batch the provider answered (a message sent, or refused for good) closes the count;
+    one where every message failed transiently or in doubt counts against the gateway. A
+    throttle reply is the provider answering, not failing."""
+    if not results:
+        return
+    if any(r.error is not None and r.error.retry_after for r in results):
+        return
+    answered = any(r.error is None or (r.error.permanent and not r.error.in_doubt)
+                   for r in results)
+    circuit_record(gateway_id=gateway.pk, failed=not answered)
 
 
 def gateway_rate(*, gateway: Gateway) -> float | None:
@@ -391,7 +459,10 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
     sent: list[tuple[Any, ...]] = []
     failed: list[tuple[Any, ...]] = []
     in_doubt: list[tuple[Any, ...]] = []
-    retry: list[int] = []
+    # Ids to retry by the provider's Retry-After, or by exponential backoff: until it has
+    # passed no batch claims them (`not_before`), or the next batch task would retry them at
+    # once and spend their attempts inside the provider's throttle window or outage.
+    retry: dict[float, list[int]] = {}
     changes: list[StatusChange] = []
     for result in results:
         error = result.error
@@ -403,7 +474,8 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
             in_doubt.append((result.message_id, error.code, error.message))
             status = Status.UNKNOWN
         elif not error.permanent and attempts.get(result.message_id, 0) < MAX_ATTEMPTS:
-            retry.append(result.message_id)
+            delay = error.retry_after or retry_backoff_s(attempts.get(result.message_id, 1))
+            retry.setdefault(delay, []).append(result.message_id)
             status = Status.QUEUED  # the claim is given back, to be tried again
         else:
             failed.append((result.message_id, error.code, error.message))
@@ -416,19 +488,26 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
         _messages_set(rows=failed, columns=("error_code", "error"),
                       fixed={"status": Status.FAILED, "updated_at": now,
                              "gateway_id": gateway_id})
+        if failed:
+            push_devices_deactivate(results=results)
         _messages_set(rows=in_doubt, columns=("error_code", "error"),
                       fixed={"status": Status.UNKNOWN, "updated_at": now,
                              "gateway_id": gateway_id})
-        if retry:
-            Message.objects.filter(pk__in=retry, status=Status.SENDING).update(
-                status=Status.QUEUED, claimed_at=None, updated_at=now
-            )
+        for delay, ids in retry.items():
+            Message.objects.filter(pk__in=ids, status=Status.SENDING).update(
+                status=Status.QUEUED, claimed_at=None, updated_at=now,
+                not_before=now + timedelta(seconds=delay))
         changes_record(changes=changes, source=Source.DISPATCH, recorded_at=now)
         if sent and gateway_id is not None:
             receipts_apply(gateway_id=gateway_id,
                            provider_ids=[provider_id for _, provider_id, _ in sent if provider_id])
     return {"sent": len(sent), "failed": len(failed), "unknown": len(in_doubt),
-            "retry": len(retry)}
+            "retry": sum(len(ids) for ids in retry.values())}
+
+
+def retry_backoff_s(attempts: int) -> float:
+    """How long a message that failed transiently on its `attempts`-th try waits."""
+    return min(RETRY_BACKOFF_CAP_S, RETRY_BACKOFF_S * 2 ** max(0, attempts - 1))
 
 
 # Columns whose VALUES may all be NULL need a type, or PostgreSQL reads them as text.
@@ -464,10 +543,14 @@ def _messages_set(*, rows: Sequence[tuple[Any, ...]], columns: Sequence[str],
 
 
 def mailing_complete_if_done(*, mailing_id: int) -> bool:
-    """Mark a sending mailing completed once no message is queued or claimed."""
+    """Mark a sending mailing completed once no message is queued or claimed, and none could
+    still fall back to the next channel of its cascade."""
     if Message.objects.filter(
-        mailing_id=mailing_id, status__in=[Status.QUEUED, Status.SENDING]
+        mailing_id=mailing_id, status__in=[Status.QUEUED, Status.SENDING], is_test=False
     ).exists():
+        return False
+    mailing = Mailing.objects.filter(pk=mailing_id, cascade_after__isnull=False).first()
+    if mailing is not None and cascade_pending(mailing=mailing, now=timezone.now()):
         return False
     return bool(
         Mailing.objects.filter(pk=mailing_id, state=State.SENDING).update(

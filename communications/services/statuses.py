@@ -13,7 +13,14 @@ per few hundred changes, one INSERT for their history, never a query per message
 Receipts are stored first (`ProviderReceipt`: the webhook answers at once) and applied in bulk
 by `receipts_apply`, matched to messages on (gateway, provider id). One that arrives before the
 send was recorded waits; `messages_record_results` applies it as soon as the provider id is
-known.
+known. One that never matches (a long SMS's other parts) is deleted by `receipts_prune` once
+ENGAGE_RECEIPT_RETENTION_DAYS have passed.
+
+On PostgreSQL the bulk writes pass one array per column (`unnest`): the statement is the same
+short text for any number of rows, where Django's bulk_create compiles a placeholder per value.
+
+A push token the provider refuses for good deactivates the member's device
+(`push_devices_deactivate`, called with a batch's results).
 """
 
 from __future__ import annotations
@@ -21,14 +28,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from communications.gateways import Receipt
+from communications.gateways import Receipt, SendResult, fcm
 from communications.models import Message, MessageStatusChange, ProviderReceipt
-from members.models import Suppression
+from members.models import Channel, Device, Suppression
 from members.services.suppressions import suppressions_add_many
 
 Status = Message.Status
@@ -67,6 +77,8 @@ RECEIPT_STATUSES = frozenset({
 SUPPRESSING = {Status.BOUNCED: Suppression.Reason.HARD_BOUNCE,
                Status.COMPLAINED: Suppression.Reason.COMPLAINT}
 _ROWS_PER_STATEMENT = 500
+# Rows per statement when they travel as one array per column (PostgreSQL).
+_ARRAY_ROWS_PER_STATEMENT = 5_000
 RECEIPTS_PER_APPLY = 5_000
 
 
@@ -111,8 +123,10 @@ def message_statuses_apply(*, changes: Iterable[StatusChange], source: str) -> i
     made: list[tuple[StatusChange, str, str]] = []  # (change, channel, address)
     with transaction.atomic():
         for round_ in _rounds(changes):
-            for start in range(0, len(round_), _ROWS_PER_STATEMENT):
-                made += _forward(round_[start:start + _ROWS_PER_STATEMENT], now)
+            step = _ARRAY_ROWS_PER_STATEMENT if connection.vendor == "postgresql" else \
+                _ROWS_PER_STATEMENT
+            for start in range(0, len(round_), step):
+                made += _forward(round_[start:start + step], now)
         changes_record(changes=[change for change, _, _ in made], source=source,
                        recorded_at=now)
         suppressed: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -129,14 +143,21 @@ def _forward(changes: Sequence[StatusChange], now: datetime) -> list[tuple[Statu
     qn = connection.ops.quote_name
     table = qn(Message._meta.db_table)
     by_id = {change.message_id: change for change in changes}
-    row = "(%s, %s, %s, %s)"
-    params: list[object] = []
-    for change in changes:
-        params += [change.message_id, change.status, STATUS_RANK[change.status],
-                   change.occurred_at]
+    if connection.vendor == "postgresql":
+        # One array per column: the same short statement for any number of changes.
+        rows = ("SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], "
+                "%s::timestamptz[])")
+        params: list[object] = [[change.message_id for change in changes],
+                                [change.status for change in changes],
+                                [STATUS_RANK[change.status] for change in changes],
+                                [change.occurred_at for change in changes]]
+    else:
+        rows = "VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(changes))
+        params = [value for change in changes for value in (
+            change.message_id, change.status, STATUS_RANK[change.status], change.occurred_at)]
     opened = f"'{Status.OPENED}', '{Status.CLICKED}'"
     sql = (
-        f"WITH v (id, status, rank, occurred_at) AS (VALUES {', '.join([row] * len(changes))}) "
+        f"WITH v (id, status, rank, occurred_at) AS ({rows}) "
         f"UPDATE {table} SET status = v.status, updated_at = %s, "
         f"delivered_at = CASE WHEN v.status = '{Status.DELIVERED}' THEN v.occurred_at "
         f"ELSE delivered_at END, "
@@ -156,14 +177,78 @@ def _forward(changes: Sequence[StatusChange], now: datetime) -> list[tuple[Statu
 def changes_record(*, changes: Sequence[StatusChange], source: str,
                    recorded_at: datetime | None = None) -> None:
     """Append status changes already made to the messages' history, in one INSERT."""
+    if not changes:
+        return
     recorded_at = recorded_at or timezone.now()
-    MessageStatusChange.objects.bulk_create(
-        [MessageStatusChange(message_id=change.message_id, status=change.status,
-                             occurred_at=change.occurred_at, recorded_at=recorded_at,
-                             source=source, code=change.code[:64], detail=change.detail)
-         for change in changes],
-        batch_size=_ROWS_PER_STATEMENT,
+    if connection.vendor != "postgresql":
+        MessageStatusChange.objects.bulk_create(
+            [MessageStatusChange(message_id=change.message_id, status=change.status,
+                                 occurred_at=change.occurred_at, recorded_at=recorded_at,
+                                 source=source, code=change.code[:64], detail=change.detail)
+             for change in changes],
+            batch_size=_ROWS_PER_STATEMENT,
+        )
+        return
+    # One array per column: the statement's text is the same for any number of rows, so
+    # neither Django nor PostgreSQL compiles a few thousand placeholders per batch.
+    _insert_unnest(
+        MessageStatusChange,
+        fixed={"recorded_at": ("timestamptz", recorded_at), "source": ("text", source)},
+        columns={"message_id": ("bigint", [change.message_id for change in changes]),
+                 "status": ("text", [change.status for change in changes]),
+                 "occurred_at": ("timestamptz", [change.occurred_at for change in changes]),
+                 "code": ("text", [change.code[:64] for change in changes]),
+                 "detail": ("text", [change.detail for change in changes])},
     )
+
+
+def _insert_unnest(model: type[Model], *, fixed: dict[str, tuple[str, Any]],
+                   columns: dict[str, tuple[str, list[Any]]], on_conflict: str = "") -> None:
+    """`INSERT INTO <model> (...) SELECT <fixed>, <columns> FROM unnest(<one array each>)`
+    (PostgreSQL). `fixed` maps a column to its SQL type and the value of every row; `columns`
+    a column to its SQL type and its values, one per row."""
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(name) for name in [*fixed, *columns])
+    selected = ", ".join([f"%s::{sql_type}" for sql_type, _ in fixed.values()]
+                         + [f"v.{qn(name)}" for name in columns])
+    arrays = ", ".join(f"%s::{sql_type}[]" for sql_type, _ in columns.values())
+    sql = (f"INSERT INTO {qn(model._meta.db_table)} ({names}) SELECT {selected} "
+           f"FROM unnest({arrays}) AS v ({', '.join(qn(name) for name in columns)}){on_conflict}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for _, value in fixed.values()]
+                       + [per_row for _, per_row in columns.values()])
+
+
+# --- push tokens ----------------------------------------------------------------------------
+
+# Provider codes after which a push token will never work again (each provider module keeps
+# its own table).
+DEAD_TOKEN_CODES = fcm.TOKEN_INVALID_CODES
+
+
+def push_devices_deactivate(*, results: Sequence[SendResult]) -> int:
+    """Deactivate the devices whose token the push provider refused for good (FCM's
+    UNREGISTERED, or INVALID_ARGUMENT naming the registration token), in one UPDATE; returns
+    how many.
+
+    The device is the member's with the token the message went to; no snapshot addresses it
+    again. Other failures (a payload too large, a provider outage) say nothing about it.
+    """
+    ids = [result.message_id for result in results
+           if result.error is not None and result.error.permanent
+           and result.error.code in DEAD_TOKEN_CODES]
+    if not ids:
+        return 0
+    qn = connection.ops.quote_name
+    devices, messages = qn(Device._meta.db_table), qn(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {devices} SET is_active = %s FROM {messages} m "
+            f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) AND m.channel = %s "
+            f"AND {devices}.member_id = m.member_id AND {devices}.token = m.address "
+            f"AND {devices}.is_active",
+            [False, *ids, Channel.PUSH])
+        return cursor.rowcount
 
 
 # --- receipts -------------------------------------------------------------------------------
@@ -176,14 +261,31 @@ def receipts_record(*, gateway_id: int, receipts: Sequence[Receipt]) -> None:
     """
     from communications import tasks
 
+    if not receipts:
+        return
     now = timezone.now()
-    rows = [ProviderReceipt(gateway_id=gateway_id, provider_id=receipt.provider_id,
-                            status=receipt.status, occurred_at=receipt.occurred_at,
-                            code=receipt.code[:64], detail=receipt.detail, received_at=now)
-            for receipt in receipts]
     with transaction.atomic():
-        ProviderReceipt.objects.bulk_create(rows, ignore_conflicts=True,
-                                            batch_size=_ROWS_PER_STATEMENT)
+        if connection.vendor == "postgresql":
+            # One statement whatever the batch's size: Django compiling a 500-row bulk INSERT
+            # was half of the webhook's time (its p99 went from 118-341 ms to 84-133 ms).
+            _insert_unnest(
+                ProviderReceipt,
+                fixed={"gateway_id": ("bigint", gateway_id), "received_at": ("timestamptz", now)},
+                columns={
+                    "provider_id": ("text", [receipt.provider_id for receipt in receipts]),
+                    "status": ("text", [receipt.status for receipt in receipts]),
+                    "occurred_at": ("timestamptz", [receipt.occurred_at for receipt in receipts]),
+                    "code": ("text", [receipt.code[:64] for receipt in receipts]),
+                    "detail": ("text", [receipt.detail for receipt in receipts]),
+                },
+                on_conflict=" ON CONFLICT DO NOTHING")
+        else:
+            ProviderReceipt.objects.bulk_create(
+                [ProviderReceipt(gateway_id=gateway_id, provider_id=receipt.provider_id,
+                                 status=receipt.status, occurred_at=receipt.occurred_at,
+                                 code=receipt.code[:64], detail=receipt.detail, received_at=now)
+                 for receipt in receipts],
+                ignore_conflicts=True, batch_size=_ROWS_PER_STATEMENT)
         transaction.on_commit(tasks.apply_receipts.delay)
 
 
@@ -219,9 +321,47 @@ def receipts_apply(*, gateway_id: int | None = None, provider_ids: Sequence[str]
             changes=[StatusChange(message_id, status, _aware(occurred_at), code, detail)
                      for _, message_id, status, occurred_at, code, detail in rows],
             source=Source.RECEIPT)
-        ProviderReceipt.objects.filter(pk__in=[row[0] for row in rows]).update(
-            applied_at=timezone.now())
+        _receipts_mark_applied(ids=[row[0] for row in rows], at=timezone.now())
     return len(rows)
+
+
+def _receipts_mark_applied(*, ids: list[int], at: datetime) -> None:
+    if connection.vendor != "postgresql":
+        ProviderReceipt.objects.filter(pk__in=ids).update(applied_at=at)
+        return
+    table = connection.ops.quote_name(ProviderReceipt._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET applied_at = %s WHERE id = ANY(%s::bigint[])",
+                       [at, ids])
+
+
+RECEIPTS_PER_PRUNE = 10_000
+
+
+def receipts_prune(*, now: datetime | None = None, retention: timedelta | None = None) -> int:
+    """Delete stored receipts that never matched a message and were received longer ago than
+    `retention` (ENGAGE_RECEIPT_RETENTION_DAYS, 30 by default); returns how many.
+
+    What never matches: the receipts of a long SMS's other parts (a message is matched on its
+    last part's id), and receipts for messages Engage did not send. Deleted in chunks of
+    RECEIPTS_PER_PRUNE, each in its own short transaction, skipping any a worker is applying.
+    """
+    if retention is None:
+        retention = timedelta(days=settings.ENGAGE_RECEIPT_RETENTION_DAYS)
+    cutoff = (now or timezone.now()) - retention
+    table = connection.ops.quote_name(ProviderReceipt._meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update else ""
+    pruned = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                f"WHERE applied_at IS NULL AND received_at < %s LIMIT %s{lock})",
+                [cutoff, RECEIPTS_PER_PRUNE])
+            deleted = cursor.rowcount
+        pruned += deleted
+        if deleted < RECEIPTS_PER_PRUNE:
+            return pruned
 
 
 def _aware(moment: datetime) -> datetime:

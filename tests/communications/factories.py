@@ -74,3 +74,7 @@ def sms_mailing(**fields) -> Mailing:
                                settings={"host": "127.0.0.1", "port": 2775,
                                          "system_id": "engage"}),
         **fields)
+
+
+# The cascade inline's management form, as the mailing admin page posts it with no steps.
+ADMIN_NO_CASCADE_STEPS = {"cascade_steps-TOTAL_FORMS": "0", "cascade_steps-INITIAL_FORMS": "0"}

@@ -9,7 +9,12 @@ from django.utils import timezone
 
 from communications.models import Gateway, Mailing, Message, Template
 from tests.campaigns.factories import TargetGroupFactory
-from tests.communications.factories import GatewayFactory, MailingFactory, TemplateFactory
+from tests.communications.factories import (
+    ADMIN_NO_CASCADE_STEPS,
+    GatewayFactory,
+    MailingFactory,
+    TemplateFactory,
+)
 from tests.members.factories import MemberFactory
 
 State = Mailing.State
@@ -34,6 +39,7 @@ def _form(mailing: Mailing, button: str = "_save", **fields: object) -> dict[str
         "scheduled_at_0": local.strftime("%Y-%m-%d") if local else "",
         "scheduled_at_1": local.strftime("%H:%M:%S") if local else "",
         button: "1",
+        **ADMIN_NO_CASCADE_STEPS,
     }
     data.update({key: "" if value is None else value for key, value in fields.items()})
     return data

@@ -51,8 +51,10 @@ def test_mailings_can_be_filtered_by_state(marketer_client):
     assert [row["id"] for row in response.json()["results"]] == [scheduled.pk]
 
 
-def test_mailings_cannot_be_created_or_edited_through_the_api(marketer_client):
-    response = marketer_client.post("/api/v1/mailings/", {"name": "x"})
+def test_mailings_cannot_be_deleted_through_the_api(marketer_client):
+    mailing = MailingFactory()
+
+    response = marketer_client.delete(f"/api/v1/mailings/{mailing.pk}/")
 
     assert response.status_code == 405
 

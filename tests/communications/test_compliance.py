@@ -26,6 +26,7 @@ from members.services.consents import consent_record
 from members.services.privacy import member_erase
 from members.services.suppressions import suppression_add
 from tests.communications.factories import (
+    ADMIN_NO_CASCADE_STEPS,
     FrequencyCapFactory,
     MailingFactory,
     MessageFactory,
@@ -649,7 +650,8 @@ def test_a_mailings_priority_deferral_and_lifetime_are_set_in_the_admin(marketer
         "name": mailing.name, "campaign": mailing.campaign_id,
         "target_group": mailing.target_group_id, "template": mailing.template_id,
         "gateway": "", "scheduled_at_0": "", "scheduled_at_1": "", "priority": "5",
-        "defer_capped": "on", "message_lifetime": "2 00:00:00", "_save": "1"})
+        "defer_capped": "on", "message_lifetime": "2 00:00:00", "_save": "1",
+        **ADMIN_NO_CASCADE_STEPS})
 
     mailing.refresh_from_db()
     assert (mailing.priority, mailing.defer_capped, mailing.message_lifetime) == (

@@ -97,12 +97,29 @@ def test_a_message_failing_transiently_on_every_attempt_ends_failed():
     mailing = _sending_mailing(members=1, gateway_settings={
         "host": "127.0.0.1", "port": free_port(), "timeout": 2})
 
-    for _ in range(MAX_ATTEMPTS):
-        message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
+    for attempt in range(MAX_ATTEMPTS):
+        # Each retry waits its backoff (30 s, then 60 s): dispatched as if past it.
+        message_batch_dispatch(mailing_id=mailing.pk, batch_size=10,
+                               now=timezone.now() + timedelta(minutes=5 * attempt))
 
     message = Message.objects.get(mailing=mailing)
     assert (message.status, message.attempts) == ("failed", MAX_ATTEMPTS)
     assert "cannot connect" in message.error
+
+
+def test_a_transient_failure_waits_longer_after_each_attempt():
+    mailing = _sending_mailing(members=1, gateway_settings={
+        "host": "127.0.0.1", "port": free_port(), "timeout": 2})
+    waits = []
+
+    for attempt in range(MAX_ATTEMPTS - 1):
+        now = timezone.now() + timedelta(minutes=5 * attempt)
+        message_batch_dispatch(mailing_id=mailing.pk, batch_size=10, now=now)
+        message = Message.objects.get(mailing=mailing)
+        waits.append(message.not_before - message.updated_at)  # from when it failed
+
+    assert waits == [timedelta(seconds=30), timedelta(seconds=60)]
+    assert message_batch_dispatch(mailing_id=mailing.pk)["claimed"] == 0  # still waiting
 
 
 def test_two_claims_never_take_the_same_message(smtp_peer):

@@ -14,8 +14,10 @@ from communications.models import Message, MessageStatusChange, ProviderReceipt
 from communications.services import messages_mark_unconfirmed_unknown, messages_record_results
 from communications.services.statuses import (
     StatusChange,
+    changes_record,
     message_statuses_apply,
     receipts_apply,
+    receipts_prune,
     receipts_record,
 )
 from members.models import Suppression
@@ -182,3 +184,69 @@ def test_a_claim_never_confirmed_ends_unknown_and_says_so_in_its_history(setting
     assert messages_mark_unconfirmed_unknown() == 1
 
     assert _history(message) == [("unknown", "sweeper")]
+
+
+def _insert_statements(queries: CaptureQueriesContext, model) -> int:
+    return sum(1 for q in queries.captured_queries
+               if q["sql"].startswith(f'INSERT INTO "{model._meta.db_table}"'))
+
+
+def test_a_webhook_batch_of_receipts_is_stored_in_one_statement_whatever_its_size():
+    gateway = GatewayFactory()
+    receipts = [Receipt(provider_id=f"p-{n}", status="delivered", occurred_at=T0,
+                        code="DELIVERED", detail="ok") for n in range(1200)]
+
+    with CaptureQueriesContext(connection) as queries:
+        receipts_record(gateway_id=gateway.pk, receipts=receipts)
+
+    assert _insert_statements(queries, ProviderReceipt) == 1
+    stored = ProviderReceipt.objects.get(provider_id="p-1199")
+    assert (stored.gateway_id, stored.status, stored.occurred_at, stored.code, stored.detail) == (
+        gateway.pk, "delivered", T0, "DELIVERED", "ok")
+    assert ProviderReceipt.objects.count() == 1200
+
+
+def test_the_same_receipt_twice_in_one_batch_is_stored_once():
+    gateway = GatewayFactory()
+    receipt = Receipt(provider_id="p-1", status="delivered", occurred_at=T0)
+
+    receipts_record(gateway_id=gateway.pk, receipts=[receipt, receipt])
+
+    assert ProviderReceipt.objects.count() == 1
+
+
+def test_status_changes_are_recorded_in_one_statement_whatever_their_number():
+    messages = [_sent(GatewayFactory(), f"p-{n}") for n in range(3)]
+    changes = [StatusChange(m.pk, "delivered", T0, "DELIVRD:000", "from the SMSC")
+               for m in messages] * 400
+
+    with CaptureQueriesContext(connection) as queries:
+        changes_record(changes=changes, source="receipt", recorded_at=T0)
+
+    assert _insert_statements(queries, MessageStatusChange) == 1
+    assert MessageStatusChange.objects.count() == 1200
+    assert set(MessageStatusChange.objects.values_list(
+        "message_id", "status", "occurred_at", "recorded_at", "source", "code", "detail")) == {
+        (m.pk, "delivered", T0, T0, "receipt", "DELIVRD:000", "from the SMSC") for m in messages}
+
+
+def test_unmatched_receipts_past_the_retention_are_pruned_and_the_others_kept(settings):
+    # given: two unmatched receipts, one old and one recent, and an old one that was applied
+    settings.ENGAGE_RECEIPT_RETENTION_DAYS = 7
+    gateway = GatewayFactory()
+    _sent(gateway, "p-applied")
+    receipts_record(gateway_id=gateway.pk, receipts=[
+        Receipt(provider_id=provider_id, status="delivered", occurred_at=T0)
+        for provider_id in ("p-old-stray", "p-applied")])
+    receipts_apply()
+    ProviderReceipt.objects.update(received_at=timezone.now() - dt.timedelta(days=8))
+    _receive(gateway, ("p-recent-stray", "delivered", T0))
+
+    # when
+    pruned = receipts_prune()
+
+    # then
+    assert pruned == 1
+    assert set(ProviderReceipt.objects.values_list("provider_id", flat=True)) == {
+        "p-applied", "p-recent-stray"}
+

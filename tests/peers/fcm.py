@@ -12,6 +12,10 @@ It speaks what the adapter meets in production:
   Retry-After), `unavailable` (503 UNAVAILABLE) or `stalled` (accepted and recorded, the reply held
   back past the client's timeout). A payload over FCM's 4096-byte limit is 400 INVALID_ARGUMENT.
   `script.refuse_grants` makes the token endpoint refuse a valid assertion.
+  `script.recover_after` makes a throttled or unavailable token accepted once it has been
+  answered with its error that many times (a quota window or an outage that ends), and
+  `script.unavailable_retry_after` puts a Retry-After on the 503s. `requests` lists every send
+  request with its token, arrival time and the status answered, accepted or not.
 - `GET /_peer/stats`: counters, for a benchmark that runs the peer in another process.
 
 `FcmPeer().start()` serves from a thread (tests); `python -m tests.peers.fcm --settings-out F`
@@ -58,6 +62,15 @@ class Pushed:
     name: str
 
 
+@dataclass(frozen=True)
+class Requested:
+    """One send request as the peer answered it (`at` is `time.monotonic()` on arrival)."""
+
+    token: str
+    at: float
+    status: int
+
+
 @dataclass
 class Scripted:
     """Device tokens the peer answers with an error instead of accepting the push."""
@@ -70,6 +83,10 @@ class Scripted:
     stall_seconds: float = 5.0
     # The token endpoint refuses every grant, as it does once the service account is deleted.
     refuse_grants: bool = False
+    # None: throttled and unavailable tokens fail forever; n: each is accepted after n errors.
+    recover_after: int | None = None
+    # Seconds sent as Retry-After with the 503s of `unavailable` tokens (None: no header).
+    unavailable_retry_after: int | None = None
 
 
 def _b64url_decode(part: str) -> bytes:
@@ -98,6 +115,8 @@ class FcmPeer:
         self._public_key = self._private_key.public_key()
         self._access_tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._received: list[Pushed] = []
+        self._requests: list[Requested] = []
+        self._errors_answered: dict[str, int] = {}
         self._connections: set[tuple[str, int]] = set()
         self._ids = itertools.count(1)
         self.token_grants = 0
@@ -121,6 +140,11 @@ class FcmPeer:
     def received(self) -> list[Pushed]:
         with self.lock:
             return list(self._received)
+
+    @property
+    def requests(self) -> list[Requested]:
+        with self.lock:
+            return list(self._requests)
 
     @property
     def connections(self) -> int:
@@ -268,6 +292,7 @@ class FcmPeer:
         return scheme == "Bearer" and expiry is not None and expiry > time.monotonic()
 
     async def _send(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         if request.match_info["project"] != self.project_id:
             return _fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages."
                               "create' denied on resource (or it may not exist).")
@@ -288,6 +313,19 @@ class FcmPeer:
         if not valid:
             return _fcm_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.",
                               "INVALID_ARGUMENT")
+        response = self._scripted_error(token)
+        if response is None:
+            response = self._too_big(notification, data)
+        if response is not None:
+            self._requested(token, arrived, response.status)
+            return response
+        return await self._accept(request, token, notification, data, arrived)
+
+    def _requested(self, token: str, arrived: float, status: int) -> None:
+        with self.lock:
+            self._requests.append(Requested(token, arrived, status))
+
+    def _scripted_error(self, token: str) -> web.Response | None:
         script = self.script
         if token in script.invalid:
             return _fcm_error(400, "INVALID_ARGUMENT", "The registration token is not a valid "
@@ -295,18 +333,36 @@ class FcmPeer:
         if token in script.unregistered:
             return _fcm_error(404, "NOT_FOUND", "Requested entity was not found.",
                               "UNREGISTERED")
+        if token in script.throttled or token in script.unavailable:
+            with self.lock:
+                answered = self._errors_answered.get(token, 0)
+                if script.recover_after is not None and answered >= script.recover_after:
+                    return None
+                self._errors_answered[token] = answered + 1
         if token in script.throttled:
             return _fcm_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric "
                               "'Send requests'.", "QUOTA_EXCEEDED",
                               headers={"Retry-After": str(script.throttled[token])})
         if token in script.unavailable:
+            headers = ({"Retry-After": str(script.unavailable_retry_after)}
+                       if script.unavailable_retry_after is not None else None)
             return _fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.",
-                              "UNAVAILABLE")
+                              "UNAVAILABLE", headers=headers)
+        return None
+
+    @staticmethod
+    def _too_big(notification: dict[str, Any], data: dict[str, str]) -> web.Response | None:
         size = len(json.dumps({"notification": notification, "data": data},
                               ensure_ascii=False).encode())
         if size > FCM_PAYLOAD_LIMIT:
             return _fcm_error(400, "INVALID_ARGUMENT", "Android message is too big",
                               "INVALID_ARGUMENT")
+        return None
+
+    async def _accept(self, request: web.Request, token: str, notification: dict[str, Any],
+                      data: dict[str, str], arrived: float) -> web.Response:
+        script = self.script
+        self._requested(token, arrived, 200)
         name = f"projects/{self.project_id}/messages/{next(self._ids)}"
         peer = request.transport.get_extra_info("peername") if request.transport else None
         with self.lock:

@@ -370,6 +370,28 @@ class SmppPeer:
             data = struct.pack(">L", len(data) + len(extra)) + data[4:] + extra
         return self._deliver(data)
 
+    def receipts(self, message_ids: list[str], *, stat: str = "DELIVRD") -> list[int]:
+        """Receipts for these ids written to the client at once, in one TCP send (as an SMSC
+        flushing a queue); returns their sequence numbers."""
+        pdus = []
+        with self.lock:
+            submits = {s.message_id: s for s in self._submits}
+        for message_id in message_ids:
+            pdus.append(self._receipt_pdu(submits.get(message_id), message_id=message_id,
+                                          stat=stat, err="000", done_at=datetime.now(UTC)))
+        self._deliver(b"".join(pdus))
+        return [struct.unpack(">L", pdu[12:16])[0] for pdu in pdus]
+
+    def drop_sessions(self) -> None:
+        """Cut every client connection without an unbind, as a network failure does; what is
+        delivered afterwards waits for the next bind."""
+        with self.lock:
+            sessions = list(self._sessions)
+            for session in sessions:
+                session.bound = False
+        for session in sessions:
+            session.drop()
+
     def mo(self, phone: str, text: str, *, to: str = "Club") -> int:
         """Send a member's SMS (a reply such as "STOP"); returns its sequence number."""
         try:

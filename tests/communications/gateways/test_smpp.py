@@ -248,7 +248,7 @@ def test_settings_errors_name_each_bad_setting():
 def _listen(gateway: SmppGateway, seconds: float = 0.2) -> tuple[list, list]:
     receipts: list = []
     inbound: list = []
-    gateway.listen(seconds, on_receipt=receipts.append, on_inbound=inbound.append)
+    gateway.listen(seconds, on_receipts=receipts.extend, on_inbound=inbound.append)
     return receipts, inbound
 
 
@@ -307,18 +307,18 @@ def test_a_failing_handler_gets_the_smsc_a_temporary_error_so_it_redelivers(smpp
     def broken(message: InboundSms) -> None:
         raise RuntimeError("database is down")
 
-    gateway.listen(0.2, on_receipt=lambda receipt: None, on_inbound=broken)
+    gateway.listen(0.2, on_receipts=lambda receipts: None, on_inbound=broken)
     gateway.close()
     smpp_peer.wait_closed()
 
     assert Ack("deliver_sm_resp", sequence, 0x64) in smpp_peer.acks
 
 
-def test_a_receipt_read_during_a_batch_goes_to_on_receipt(smpp_peer):
+def test_a_receipt_read_during_a_batch_goes_to_on_receipts(smpp_peer):
     smpp_peer.auto_receipt = "DELIVRD"
     gateway = _gateway(smpp_peer.gateway_settings())
     receipts: list = []
-    gateway.on_receipt = receipts.append
+    gateway.on_receipts = receipts.extend
 
     gateway.open()
     results = gateway.send([_sms(1), _sms(2)])

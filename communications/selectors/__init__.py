@@ -12,11 +12,12 @@ SkipReason = Message.SkipReason
 
 
 def mailing_status_counts(*, mailing: Mailing) -> dict[str, Any]:
-    """Messages per status (and skip reason) of one mailing, in one grouped query."""
+    """Messages per status (and skip reason) of one mailing, in one grouped query; test sends
+    are not counted."""
     counts = {status: 0 for status in Status.values}
     skipped = {reason: 0 for reason in SkipReason.values}
     rows = (
-        Message.objects.filter(mailing=mailing).order_by()
+        Message.objects.filter(mailing=mailing, is_test=False).order_by()
         .values("status", "skip_reason").annotate(n=Count("pk"))
     )
     for row in rows:
@@ -28,7 +29,7 @@ def mailing_status_counts(*, mailing: Mailing) -> dict[str, Any]:
 
 def _message_count(**filters: Any) -> Coalesce:
     counted = (
-        Message.objects.filter(mailing=OuterRef("pk"), **filters).order_by()
+        Message.objects.filter(mailing=OuterRef("pk"), is_test=False, **filters).order_by()
         .values("mailing").annotate(n=Count("pk")).values("n")
     )
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
@@ -42,7 +43,7 @@ def mailings_with_counts() -> QuerySet[Mailing]:
     """
     return Mailing.objects.select_related(
         "campaign", "target_group", "template", "gateway"
-    ).annotate(
+    ).prefetch_related("cascade_steps__template").annotate(
         **{f"count_{status}": _message_count(status=status) for status in Status.values},
         **{f"skipped_{reason}": _message_count(status=Status.SKIPPED, skip_reason=reason)
            for reason in SkipReason.values},
