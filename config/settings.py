@@ -243,6 +243,10 @@ ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-ma
 # A message claimed by a worker but never confirmed after this long is marked `unknown`: it may
 # or may not have reached the provider, and it is reported, not resent.
 ENGAGE_CLAIM_TIMEOUT = timedelta(seconds=env.int("ENGAGE_CLAIM_TIMEOUT", default=900))
+# A sending mailing whose batches claimed nothing for this long gets its due batches enqueued
+# again by the scheduler tick (a worker or the broker lost them; claims make a duplicate
+# harmless).
+ENGAGE_REDISPATCH_AFTER = timedelta(seconds=env.float("ENGAGE_REDISPATCH_AFTER", default=60.0))
 ENGAGE_RECEIPT_RETENTION_DAYS = env.int("ENGAGE_RECEIPT_RETENTION_DAYS", default=30)
 # A gateway whose batches reach the provider with nothing this many times in a row is left
 # alone (its backup used, if it has one) for this long (`communications/circuits.py`).

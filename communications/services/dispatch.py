@@ -92,7 +92,7 @@ def mailing_dispatch_enqueue(*, mailing_id: int, now: datetime | None = None) ->
 
     Messages held for later (quiet hours, a deferral) are not counted: no task is spent on
     them before their time. The scheduler tick comes back to a sending mailing every minute or
-    so (`mailings.REDISPATCH_AFTER_SECONDS`), and picks up a hold that has ended then.
+    so (`ENGAGE_REDISPATCH_AFTER`), and picks up a hold that has ended then.
     """
 
     now = now or timezone.now()

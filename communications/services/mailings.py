@@ -8,7 +8,7 @@ each -> sending: batches claimed atomically, sent through the gateway, results w
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -51,6 +51,7 @@ from communications.services.snapshots import (
     audience_snapshot,
     duplicate_addresses_skip,
 )
+from communications.services.statuses import receipts_apply
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,6 @@ Status = Message.Status
 SkipReason = Message.SkipReason
 State = Mailing.State
 
-# A sending mailing whose batches have not claimed anything for this long gets its batches
-# enqueued again (a worker or broker lost them); claims make a duplicate batch harmless.
-REDISPATCH_AFTER_SECONDS = 60
 
 
 # --- scheduling -----------------------------------------------------------------------------
@@ -244,6 +242,9 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
         tasks.prepare_mailing.delay(mailing_id)
 
     in_doubt = messages_mark_unconfirmed_unknown(now=now)
+    # A receipt stored while the batch that sent its message had not committed is missed by
+    # both the webhook's apply and the batch's own; recent ones are looked at again here.
+    late_receipts = receipts_apply(received_after=now - settings.ENGAGE_CLAIM_TIMEOUT)
     fallbacks = cascade_fallbacks_create(now=now)
     expired = messages_expire(now=now)
 
@@ -254,7 +255,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
         if not mailing_preparing_finish(mailing_id=mailing_id):
             tasks.freeze_audience_part.delay(mailing_id)
 
-    quiet_since = now - timedelta(seconds=REDISPATCH_AFTER_SECONDS)
+    quiet_since = now - settings.ENGAGE_REDISPATCH_AFTER
     stalled = list(
         Mailing.objects.filter(state=State.SENDING)
         .filter(Q(last_dispatch_at__isnull=True) | Q(last_dispatch_at__lt=quiet_since))
@@ -264,6 +265,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
         if not mailing_complete_if_done(mailing_id=mailing_id):
             mailing_dispatch_enqueue(mailing_id=mailing_id)
     return {"runs": runs, "started": due, "in_doubt": in_doubt, "fallbacks": fallbacks,
+            "late_receipts": late_receipts,
             "expired": expired,
             "preparing": preparing, "stalled": stalled}
 

@@ -290,6 +290,7 @@ def receipts_record(*, gateway_id: int, receipts: Sequence[Receipt]) -> None:
 
 
 def receipts_apply(*, gateway_id: int | None = None, provider_ids: Sequence[str] | None = None,
+                   received_after: datetime | None = None,
                    limit: int = RECEIPTS_PER_APPLY) -> int:
     """Apply stored receipts whose message is known, oldest first; returns how many.
 
@@ -299,6 +300,9 @@ def receipts_apply(*, gateway_id: int | None = None, provider_ids: Sequence[str]
     qn = connection.ops.quote_name
     receipts, messages = qn(ProviderReceipt._meta.db_table), qn(Message._meta.db_table)
     where, params = ["r.applied_at IS NULL"], []
+    if received_after is not None:
+        where.append("r.received_at > %s")
+        params.append(received_after)
     if gateway_id is not None:
         where.append("r.gateway_id = %s")
         params.append(gateway_id)

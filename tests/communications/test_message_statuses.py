@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from communications.gateways import Receipt, SendResult
 from communications.models import Message, MessageStatusChange, ProviderReceipt
-from communications.services import messages_mark_unconfirmed_unknown, messages_record_results
+from communications.services import (
+    mailings_tick,
+    messages_mark_unconfirmed_unknown,
+    messages_record_results,
+)
 from communications.services.statuses import (
     StatusChange,
     changes_record,
@@ -250,3 +254,30 @@ def test_unmatched_receipts_past_the_retention_are_pruned_and_the_others_kept(se
     assert set(ProviderReceipt.objects.values_list("provider_id", flat=True)) == {
         "p-applied", "p-recent-stray"}
 
+
+
+def test_the_scheduler_tick_applies_a_recent_receipt_both_applies_missed():
+    # given: a receipt stored while its message's batch had not committed, so no apply
+    # matched it, and the batch has committed since
+    gateway = GatewayFactory()
+    receipts_record(gateway_id=gateway.pk, receipts=[
+        Receipt(provider_id="p-late", status="delivered", occurred_at=T0)])
+    message = _sent(gateway, "p-late")
+
+    # when
+    outcome = mailings_tick()
+
+    # then
+    message.refresh_from_db()
+    assert outcome["late_receipts"] == 1
+    assert message.status == Status.DELIVERED
+
+
+def test_the_scheduler_tick_leaves_old_unmatched_receipts_to_the_prune():
+    gateway = GatewayFactory()
+    receipts_record(gateway_id=gateway.pk, receipts=[
+        Receipt(provider_id="p-old", status="delivered", occurred_at=T0)])
+    ProviderReceipt.objects.update(received_at=timezone.now() - dt.timedelta(days=1))
+    _sent(gateway, "p-old")
+
+    assert mailings_tick()["late_receipts"] == 0
