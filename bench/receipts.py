@@ -48,6 +48,8 @@ from members.models import Member
 # as one unnest statement, which took the ack p99 here from 333 to about 130 ms.
 RECEIPTS_PER_CALL = 500
 CLIENTS = 3
+# The sustained rate issue 5 asks for; one more run posts at it to read the ack there.
+TARGET_EVENTS_PER_S = 5000
 GUNICORN_WORKERS = 3
 CELERY_CONCURRENCY = 2
 SECRET = "bench-inbound-secret-0123456789abcdef"
@@ -55,8 +57,9 @@ WHAT = ("{n} `delivered` receipts for sent messages, posted as signed JSON batch
         "{per_call} by {clients} concurrent clients to hooks/gateways/<id>/receipts of the app "
         "under gunicorn ({gunicorn} sync workers, loopback) and applied by celery prefork "
         "x{celery} (apply_receipts). value: receipts / (last applied_at - first post); "
-        "ack_ms: the webhook's answer (202) as the clients saw it; every message checked "
-        "`delivered` with one status change each")
+        "ack_ms: the webhook's answer (202) as the clients saw it, posting as fast as they are "
+        "answered; at_target_rate: one more run posting on a schedule of 5,000 receipts/s; "
+        "every message checked `delivered` with one status change each")
 
 
 def _free_port() -> int:
@@ -193,13 +196,17 @@ def webhook_warm(*, host: str, port: int, workers: int) -> None:
 
 
 def receipts_post(*, host: str, port: int, gateway_id: int, bodies: list[bytes],
-                  clients: int) -> list[float]:
+                  clients: int, calls_per_s: float | None = None) -> list[float]:
     """Post every body, signed, from `clients` threads at once; the seconds each call took to
-    be answered. Raises on any answer but 202."""
+    be answered. Raises on any answer but 202.
+
+    With `calls_per_s` the calls go out on a fixed schedule (call i at i / calls_per_s), as a
+    provider sending at that rate would, instead of as fast as they are answered."""
     path = f"/hooks/gateways/{gateway_id}/receipts"
-    pending: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    for body in bodies:
-        pending.put(body)
+    pending: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
+    for index, body in enumerate(bodies):
+        pending.put((index, body))
+    schedule_start = time.perf_counter()
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -207,9 +214,11 @@ def receipts_post(*, host: str, port: int, gateway_id: int, bodies: list[bytes],
     def client() -> None:
         while not failures:
             try:
-                body = pending.get_nowait()
+                index, body = pending.get_nowait()
             except queue.Empty:
                 return
+            if calls_per_s is not None:
+                time.sleep(max(0.0, schedule_start + index / calls_per_s - time.perf_counter()))
             headers = {"Content-Type": "application/json",
                        SIGNATURE_HEADER: webhook_signature(secret=SECRET, body=body)}
             start = time.perf_counter()
@@ -249,7 +258,7 @@ def receipts_until_applied(*, expected: int, timeout: float) -> datetime:
 
 
 def receipts_run(*, count: int, host: str, port: int, per_call: int = RECEIPTS_PER_CALL,
-                 clients: int = CLIENTS) -> dict[str, Any]:
+                 clients: int = CLIENTS, events_per_s: float | None = None) -> dict[str, Any]:
     """One run: fresh sent messages, every receipt posted, then applied; raises unless every
     message ended `delivered` with exactly one recorded change."""
     _receipts_tables_clear()
@@ -259,7 +268,8 @@ def receipts_run(*, count: int, host: str, port: int, per_call: int = RECEIPTS_P
     started = timezone.now()
     ack_start = time.perf_counter()
     latencies = receipts_post(host=host, port=port, gateway_id=gateway.pk, bodies=bodies,
-                              clients=clients)
+                              clients=clients,
+                              calls_per_s=events_per_s / per_call if events_per_s else None)
     acked_s = time.perf_counter() - ack_start
     last_applied = receipts_until_applied(expected=count, timeout=60 + count / 200)
     delivered = Message.objects.filter(status=Message.Status.DELIVERED).count()
@@ -292,6 +302,9 @@ def receipts_ingest(options: Options) -> Measured:
         webhook_warm(host=server.host, port=server.port, workers=GUNICORN_WORKERS)
         try:
             value, per_run = median_of(options.runs, measure)
+            # The ack at the rate the issue asks to sustain, beside the ack at full speed.
+            paced = receipts_run(count=options.messages, host=server.host, port=server.port,
+                                 events_per_s=TARGET_EVENTS_PER_S)
         finally:
             _receipts_tables_clear()
             broker_flush()
@@ -309,4 +322,10 @@ def receipts_ingest(options: Options) -> Measured:
         "ack_target_p99_ms": 100,
         "calls": len(latencies),
         "acked_per_s": [round(run["events"] / run["acked_s"], 1) for run in runs],
+        "at_target_rate": {
+            "events_per_s": TARGET_EVENTS_PER_S,
+            "ack_p50_ms": round(_percentile(paced["latencies"], 0.50) * 1000, 1),
+            "ack_p99_ms": round(_percentile(paced["latencies"], 0.99) * 1000, 1),
+            "calls": len(paced["latencies"]),
+        },
     })

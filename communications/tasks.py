@@ -38,8 +38,13 @@ def send_transactional_message(message_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def apply_receipts() -> int:
-    from communications.services.statuses import RECEIPTS_PER_APPLY, receipts_apply
+    from communications.services.statuses import (
+        RECEIPTS_PER_APPLY,
+        receipts_apply,
+        receipts_apply_started,
+    )
 
+    receipts_apply_started()
     # One task per webhook call, which may store more than one pass takes: a full pass means
     # more may wait, and nothing else would come back for them.
     applied = done = receipts_apply()

@@ -54,6 +54,16 @@ def push_device_chosen(*, platforms: Iterable[str] | None = None) -> Subquery:
     )
 
 
+def messenger_account_chosen(*, networks: Iterable[str]) -> Subquery:
+    """The id of the messenger account a Viber or social message to the member of the outer
+    query goes to: their newest active account on one of `networks`; NULL if they have none."""
+    return Subquery(
+        MessengerAccount.objects.filter(member=OuterRef("pk"), network__in=list(networks),
+                                        is_active=True).exclude(account_id="")
+        .order_by("-created_at", "-pk").values("pk")[:1]
+    )
+
+
 def marketing_consent_granted(*, channel: str) -> Exists:
     """EXISTS a granted marketing consent on the whole channel for the member of the outer
     query: what "may be marketed to on this channel" means in segments and snapshots.

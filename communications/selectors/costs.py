@@ -15,12 +15,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from campaigns.rules import rules_members
 from campaigns.selectors import audience_preview
-from communications.models import Mailing, Template
+from communications.models import Gateway, Mailing, Template
 from communications.renderers import MEMBER_VALUE_PATHS, CompiledTemplate, member_context
+from communications.services.cascade import mailing_steps
 from communications.sms_encoding import sms_parts
 from members.models import Channel, Member
 from members.selectors import member_reachable
@@ -44,7 +45,6 @@ def mailing_cost_estimate(*, mailing: Mailing) -> dict[str, Any]:
     """
     problems: dict[str, str] = {}
     members, audience = _audience_members(mailing=mailing, problems=problems)
-    channels: list[dict[str, Any]] = []
     template = mailing.template if mailing.template_id else None
     gateway = mailing.gateway if mailing.gateway_id else None
     if template is None:
@@ -54,31 +54,61 @@ def mailing_cost_estimate(*, mailing: Mailing) -> dict[str, Any]:
     elif template is not None and gateway.channel != template.channel:
         problems["gateway"] = (f"the gateway sends {gateway.channel}, the template is for "
                                f"{template.channel}")
+    channels: list[dict[str, Any]] = []
     if template is not None:
-        channel = template.channel
-        reachable = audience["reachable"].get(channel, 0)
-        price = (gateway.price_per_message
-                 if gateway is not None and "gateway" not in problems else None)
-        segments = None
-        billable = reachable
-        if channel == Channel.SMS:
-            segments = _sms_segments(template=template, members=members)
-            average = segments.pop("avg_exact") if segments else Decimal(0)
-            billable = int((reachable * average).to_integral_value(ROUND_HALF_UP))
-        channels.append({
-            "channel": channel,
-            "gateway": gateway.pk if gateway is not None else None,
-            "gateway_name": gateway.name if gateway is not None else "",
-            "price_per_message": price,
-            "unit": "segment" if channel == Channel.SMS else "message",
-            "reachable": reachable,
-            "segments": segments,
-            "billable": billable,
-            "cost": price * billable if price is not None else None,
-        })
+        steps = [(template, gateway, "gateway" not in problems)]
+        steps += [(step.template, step.gateway, True)
+                  for step in mailing_steps(mailing=mailing)[1:]]
+        reached_first = _first_reachable(members=members, audience=audience,
+                                         channels=[t.channel for t, _, _ in steps])
+        channels = [_channel_cost(template=step_template, gateway=step_gateway, priced=priced,
+                                  members=members, reachable=reached)
+                    for (step_template, step_gateway, priced), reached in zip(
+                        steps, reached_first, strict=True)]
     total = sum((c["cost"] for c in channels if c["cost"] is not None), Decimal(0))
     return {"audience": audience, "channels": channels, "total_cost": total,
             "problems": problems}
+
+
+def _channel_cost(*, template: Template, gateway: Gateway | None, priced: bool,
+                  members: QuerySet[Member] | None, reachable: int) -> dict[str, Any]:
+    channel = template.channel
+    price = gateway.price_per_message if gateway is not None and priced else None
+    segments = None
+    billable = reachable
+    if channel == Channel.SMS:
+        segments = _sms_segments(template=template, members=members)
+        average = segments.pop("avg_exact") if segments else Decimal(0)
+        billable = int((reachable * average).to_integral_value(ROUND_HALF_UP))
+    return {
+        "channel": channel,
+        "gateway": gateway.pk if gateway is not None else None,
+        "gateway_name": gateway.name if gateway is not None else "",
+        "price_per_message": price,
+        "unit": "segment" if channel == Channel.SMS else "message",
+        "reachable": reachable,
+        "segments": segments,
+        "billable": billable,
+        "cost": price * billable if price is not None else None,
+    }
+
+
+def _first_reachable(*, members: QuerySet[Member] | None, audience: dict[str, Any],
+                     channels: list[str]) -> list[int]:
+    """How many members each channel of the cascade reaches first: those reachable on it and
+    on none before it. Without a cascade, the audience's reachable count (the preview's own);
+    with one, one more aggregate over the audience. Fallbacks after a failed message are
+    not foreseen."""
+    if len(channels) == 1 or members is None:
+        return [audience["reachable"].get(channels[0], 0), *[0] * (len(channels) - 1)]
+    counted: dict[str, Any] = {}
+    earlier = Q()
+    for position, channel in enumerate(channels):
+        reach = member_reachable(channel=channel)
+        counted[f"step_{position}"] = Count("pk", filter=reach & ~earlier if position else reach)
+        earlier = earlier | reach if position else reach
+    totals = members.order_by().aggregate(**counted)
+    return [totals[f"step_{position}"] for position in range(len(channels))]
 
 
 def _audience_members(*, mailing: Mailing, problems: dict[str, str]

@@ -11,8 +11,13 @@ from django.utils import timezone
 
 from communications.models import Gateway, Mailing, Message
 from communications.services.audiences import mailing_audience
-from members.models import Channel, Consent, Device, Member, Suppression
-from members.selectors import ADDRESS_FIELDS, push_device_chosen
+from members.models import Channel, Consent, Device, Member, MessengerAccount, Suppression
+from members.selectors import (
+    ADDRESS_FIELDS,
+    SOCIAL_NETWORKS,
+    messenger_account_chosen,
+    push_device_chosen,
+)
 from members.services.suppressions import SUPPRESSIBLE_CHANNELS
 
 Status = Message.Status
@@ -21,13 +26,30 @@ SkipReason = Message.SkipReason
 # Shared addresses are read and their messages skipped in chunks of this many.
 _IDS_PER_UPDATE = 10_000
 
-# Where the snapshot finds a member's address: a member column, or for push their device.
+# Where the snapshot finds a member's address: a member column, for push their device, for
+# Viber and social networks their messenger account.
 PUSH_ADDRESS = "_device__token"
-SNAPSHOT_CHANNELS = frozenset({*ADDRESS_FIELDS, Channel.PUSH})
+MESSENGER_ADDRESS = "_account__account_id"
+MESSENGER_CHANNELS = frozenset({Channel.VIBER, Channel.SOCIAL})
+SNAPSHOT_CHANNELS = frozenset({*ADDRESS_FIELDS, Channel.PUSH, *MESSENGER_CHANNELS})
 # The device platforms a push provider can reach: FCM takes only Firebase registration tokens
 # (given an APNs or Huawei token it answers INVALID_ARGUMENT, and the device would be
 # deactivated for nothing). A provider not listed (the development sink) takes every platform.
 PUSH_PLATFORMS: dict[str, tuple[str, ...]] = {"fcm": (Device.Platform.FCM,)}
+# Likewise the networks a messenger provider reaches; by default every network of the channel.
+MESSENGER_NETWORKS: dict[str, tuple[str, ...]] = {
+    "viber": (MessengerAccount.Network.VIBER,), "telegram": (MessengerAccount.Network.TELEGRAM,)}
+_CHANNEL_NETWORKS = {Channel.VIBER: (MessengerAccount.Network.VIBER,),
+                     Channel.SOCIAL: SOCIAL_NETWORKS}
+
+
+def snapshot_address_field(channel: str) -> str:
+    """The path the snapshot reads a member's address on `channel` from."""
+    if channel == Channel.PUSH:
+        return PUSH_ADDRESS
+    if channel in MESSENGER_CHANNELS:
+        return MESSENGER_ADDRESS
+    return ADDRESS_FIELDS[channel]
 
 
 def duplicate_addresses_skip(*, mailing_id: int) -> int:
@@ -129,12 +151,19 @@ def _consent_joins(*, mailing: Mailing, channel: str,
 def _address_joins(*, gateway: Gateway, channel: str,
                    members: tuple[int, int]) -> dict[str, FilteredRelation]:
     """For push, the device the member's push goes to, as a LEFT JOIN `_device` (at most one
-    row: the join condition is the id `push_device_chosen` picks, the most recently seen).
+    row: the join condition is the id `push_device_chosen` picks, the most recently seen); for
+    Viber and social networks likewise their messenger account, `_account`.
 
     A join rather than a correlated subquery in the select list: the token is read by the
     no-address and suppression rules and as the address, and PostgreSQL would run a subquery
     once per mention; the join's subquery runs once per member who has a device.
     """
+    if channel in MESSENGER_CHANNELS:
+        networks = MESSENGER_NETWORKS.get(gateway.provider, _CHANNEL_NETWORKS[channel])
+        return {"_account": FilteredRelation("messenger_accounts", condition=Q(
+            messenger_accounts__member__gte=members[0],
+            messenger_accounts__member__lte=members[1],
+            messenger_accounts__pk=messenger_account_chosen(networks=networks)))}
     if channel != Channel.PUSH:
         return {}
     platforms = PUSH_PLATFORMS.get(gateway.provider)
@@ -151,7 +180,7 @@ def audience_snapshot(*, mailing: Mailing, members: tuple[int, int],
     members `among` (a query of member ids, already of the audience)."""
     channel = channel or mailing.template.channel
     gateway = gateway or mailing.gateway
-    address_field = PUSH_ADDRESS if channel == Channel.PUSH else ADDRESS_FIELDS[channel]
+    address_field = snapshot_address_field(channel)
     now = timezone.now()
     # A cascade step's members were taken from the audience by the first step; the target
     # group is not evaluated again for them.

@@ -25,12 +25,14 @@ A push token the provider refuses for good deactivates the member's device
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
@@ -38,8 +40,11 @@ from django.utils import timezone
 
 from communications.gateways import Receipt, SendResult, fcm
 from communications.models import Message, MessageStatusChange, ProviderReceipt
+from communications.ratelimit import ratelimit_redis
 from members.models import Channel, Device, Suppression
 from members.services.suppressions import suppressions_add_many
+
+logger = logging.getLogger(__name__)
 
 Status = Message.Status
 Source = MessageStatusChange.Source
@@ -259,7 +264,6 @@ def receipts_record(*, gateway_id: int, receipts: Sequence[Receipt]) -> None:
     What webhooks call: one INSERT, so the provider gets its answer at once. The same receipt
     sent again is dropped by the (gateway, provider id, status) constraint.
     """
-    from communications import tasks
 
     if not receipts:
         return
@@ -286,7 +290,42 @@ def receipts_record(*, gateway_id: int, receipts: Sequence[Receipt]) -> None:
                                  code=receipt.code[:64], detail=receipt.detail, received_at=now)
                  for receipt in receipts],
                 ignore_conflicts=True, batch_size=_ROWS_PER_STATEMENT)
-        transaction.on_commit(tasks.apply_receipts.delay)
+        transaction.on_commit(receipts_apply_enqueue)
+
+
+# While an apply task is queued and not yet started, further webhook calls need none of their
+# own: it will find their receipts too. The flag expires in case the task is lost (the tick
+# also applies recent receipts).
+APPLY_PENDING_KEY = "engage:receipts:apply-pending"
+APPLY_PENDING_TTL_S = 10
+
+
+def receipts_apply_enqueue() -> None:
+    """Have the stored receipts applied: one task, unless one is already waiting to start.
+
+    A task per webhook call spent the workers' CPU on hundreds of near-empty passes while the
+    webhook waited for the same cores (ack p99 104 ms at 17k receipts/s on 2 cores)."""
+    from communications import tasks
+
+    client = ratelimit_redis()
+    if client is not None:
+        try:
+            if not client.set(APPLY_PENDING_KEY, "1", nx=True, ex=APPLY_PENDING_TTL_S):
+                return
+        except redis.RedisError as error:
+            logger.warning("receipts: apply flag unavailable, enqueuing anyway: %s", error)
+    tasks.apply_receipts.delay()
+
+
+def receipts_apply_started() -> None:
+    """Called by the apply task before it reads: receipts stored from now on need a task of
+    their own, so the flag is cleared before, never after, the read."""
+    client = ratelimit_redis()
+    if client is not None:
+        try:
+            client.delete(APPLY_PENDING_KEY)
+        except redis.RedisError as error:
+            logger.warning("receipts: apply flag not cleared: %s", error)
 
 
 def receipts_apply(*, gateway_id: int | None = None, provider_ids: Sequence[str] | None = None,

@@ -7,9 +7,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from communications.selectors.costs import SEGMENT_SAMPLE_SIZE, mailing_cost_estimate
+from communications.services.cascade import mailing_cascade_set
 from tests.campaigns.factories import StaticListMemberFactory
 from tests.communications.factories import GatewayFactory, MailingFactory, TemplateFactory
 from tests.members.factories import (
+    ConsentFactory,
     MemberFactory,
     SuppressionFactory,
     consenting_member,
@@ -224,3 +226,29 @@ def test_the_mailing_page_shows_the_estimated_cost(marketer_client):
     assert "mailing-cost-estimate" in page
     assert "min 1, average 1.5, max 2" in page
     assert '<td class="mailing-cost-estimate-cost">0.15</td>' in page
+
+
+def test_a_cascade_prices_each_channel_for_the_members_it_reaches_first():
+    # given: email first, then SMS; two members reachable by email (one of them by SMS too),
+    # one by SMS only
+    consenting_member()
+    both = consenting_member(phone="+4915100000001")
+    ConsentFactory(member=both, channel="sms")
+    consenting_member(channel="sms", phone="+4915100000002", email="")
+    mailing = MailingFactory(gateway=GatewayFactory(price_per_message=Decimal("0.00100")))
+    sms_gateway = GatewayFactory(channel="sms", provider="smpp",
+                                 price_per_message=Decimal("0.05000"),
+                                 settings={"host": "127.0.0.1", "port": 2775,
+                                           "system_id": "engage"})
+    mailing_cascade_set(mailing=mailing, steps=[(
+        TemplateFactory(channel="sms", subject="", body="Hi"), sms_gateway)])
+
+    # when
+    estimate = mailing_cost_estimate(mailing=mailing)
+
+    # then
+    email, sms = estimate["channels"]
+    assert (email["channel"], email["reachable"], email["cost"]) == ("email", 2, Decimal("0.002"))
+    assert (sms["channel"], sms["reachable"], sms["billable"]) == ("sms", 1, 1)
+    assert sms["cost"] == Decimal("0.05")
+    assert estimate["total_cost"] == Decimal("0.052")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from communications.gateways import Receipt, SendResult
 from communications.models import Message, MessageStatusChange, ProviderReceipt
+from communications.ratelimit import ratelimit_redis
 from communications.services import (
     mailings_tick,
     messages_mark_unconfirmed_unknown,
@@ -281,3 +282,21 @@ def test_the_scheduler_tick_leaves_old_unmatched_receipts_to_the_prune():
     _sent(gateway, "p-old")
 
     assert mailings_tick()["late_receipts"] == 0
+
+
+def test_webhook_calls_share_one_apply_task_until_it_starts():
+    from communications.services.statuses import receipts_apply_enqueue, receipts_apply_started
+    from config.celery import app as celery_app
+
+    celery_app.control.purge()
+    receipts_apply_started()  # no flag left by an earlier test
+    queue = ratelimit_redis()  # the broker's Redis
+
+    receipts_apply_enqueue()
+    receipts_apply_enqueue()
+    assert queue.llen("celery") == 1
+
+    receipts_apply_started()
+    receipts_apply_enqueue()
+    assert queue.llen("celery") == 2
+    celery_app.control.purge()

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from communications.models import Mailing, Message, QuietHours
@@ -64,16 +63,6 @@ def test_a_push_mailing_through_an_fcm_gateway_can_be_scheduled():
     mailing = _push_mailing()
 
     assert mailing_schedulable_errors(mailing=mailing) == {}
-
-
-def test_a_viber_mailing_is_refused_as_not_supported_yet():
-    mailing = MailingFactory(template=TemplateFactory(channel="viber", subject=""),
-                             gateway=GatewayFactory(channel="viber", provider="file_sink"))
-
-    with pytest.raises(ValidationError) as error:
-        mailing_schedule(mailing=mailing)
-
-    assert error.value.message_dict == {"template": ["viber mailings are not supported yet"]}
 
 
 def test_a_gateway_whose_provider_cannot_send_the_channel_is_refused():

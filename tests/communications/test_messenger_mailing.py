@@ -1,0 +1,67 @@
+"""Viber and social-network mailings: the snapshot addresses each member's messenger account."""
+from __future__ import annotations
+
+import pytest
+
+from communications.models import Mailing, Message
+from communications.services import mailing_prepare, mailing_schedule
+from tests.communications.factories import GatewayFactory, MailingFactory, TemplateFactory
+from tests.members.factories import ConsentFactory, MemberFactory, MessengerAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _mailing(channel: str, provider: str = "file_sink") -> Mailing:
+    return MailingFactory(template=TemplateFactory(channel=channel, subject="", body="Hi"),
+                          gateway=GatewayFactory(channel=channel, provider=provider))
+
+
+def _member(channel: str, *accounts: tuple[str, str, bool]):
+    member = MemberFactory()
+    ConsentFactory(member=member, channel=channel)
+    for network, account_id, active in accounts:
+        MessengerAccountFactory(member=member, network=network, account_id=account_id,
+                                is_active=active)
+    return member
+
+
+def _addresses(mailing: Mailing) -> dict[int, tuple[str, str, str]]:
+    mailing_schedule(mailing=mailing)
+    mailing_prepare(mailing_id=mailing.pk)
+    return {m.member_id: (m.status, m.skip_reason, m.address)
+            for m in Message.objects.filter(mailing=mailing)}
+
+
+def test_a_viber_message_goes_to_the_members_viber_account():
+    member = _member("viber", ("viber", "viber-id-1", True))
+
+    assert _addresses(_mailing("viber"))[member.pk] == ("queued", "", "viber-id-1")
+
+
+def test_a_member_without_an_active_viber_account_is_skipped_as_no_address():
+    inactive = _member("viber", ("viber", "viber-id-2", False))
+    telegram_only = _member("viber", ("telegram", "tg-1", True))
+
+    messages = _addresses(_mailing("viber"))
+
+    assert messages[inactive.pk][:2] == ("skipped", "no_address")
+    assert messages[telegram_only.pk][:2] == ("skipped", "no_address")
+
+
+def test_a_member_with_two_accounts_gets_one_message_to_the_newest():
+    member = _member("viber", ("viber", "old-id", True), ("viber", "new-id", True))
+
+    assert _addresses(_mailing("viber")) == {member.pk: ("queued", "", "new-id")}
+
+
+def test_a_social_mailing_reaches_any_social_network_account():
+    member = _member("social", ("vk", "vk-7", True))
+
+    assert _addresses(_mailing("social"))[member.pk] == ("queued", "", "vk-7")
+
+
+def test_a_viber_member_without_consent_is_skipped_as_opted_out():
+    member = MemberFactory()
+    MessengerAccountFactory(member=member, network="viber", account_id="viber-id-3")
+
+    assert _addresses(_mailing("viber"))[member.pk][:2] == ("skipped", "opted_out")
