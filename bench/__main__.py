@@ -39,6 +39,7 @@ SCENARIOS = {s.name: s for s in [
     Scenario("dispatch_smtp", "msg/s", 1000, True, "bench.dispatch.dispatch_smtp"),
     Scenario("smtp_sink_ceiling", "msg/s", None, False, "bench.dispatch.smtp_sink_ceiling"),
     Scenario("dispatch_push", "msg/s", 2000, True, "bench.push.dispatch_push"),
+    Scenario("dispatch_smpp", "msg/s", 1000, True, "bench.smpp.dispatch_smpp"),
     Scenario("receipts_ingest", "events/s", 5000, True, "bench.receipts.receipts_ingest"),
     Scenario("rate_limit_error", "%", 2, False, "bench.ratelimit.rate_limit_error"),
     Scenario("worker_rss_growth", "MB", 50, True, "bench.dispatch.worker_rss_growth"),

@@ -153,6 +153,27 @@ def test_dispatch_push_sends_every_push_through_workers_and_measures_the_peer(be
 
 @pytest.mark.slow
 @pytest.mark.pipeline
+def test_dispatch_smpp_sends_every_sms_through_workers_and_measures_the_smsc(bench_environment):
+    from bench.options import Options
+    from bench.smpp import dispatch_smpp
+    from tests.members.factories import MemberFactory
+
+    for n in range(30):
+        MemberFactory(phone=f"+4915100{n:06d}")
+
+    measured = dispatch_smpp(Options(messages=25, runs=1))
+
+    # every message was sent and counted by the SMSC (the scenario raises otherwise)
+    assert measured.n == 25
+    assert measured.value > 0
+    assert measured.extra["smsc_ceiling"] > 0
+    line = json.loads(result_line(scenario="dispatch_smpp", unit="msg/s", target=1000,
+                                  measured=measured))
+    assert list(line)[:6] == FIXED_KEYS
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_receipts_ingest_applies_every_posted_receipt_and_reports_ack_latency(
         bench_environment):
     from bench.options import Options

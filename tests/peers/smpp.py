@@ -459,3 +459,38 @@ class SmppPeer:
                  "".join(p.text for p in sorted(parts, key=lambda p: p.concat[2] if p.concat
                                                 else 0)))
                 for parts in whole.values()]
+
+
+def main() -> None:
+    """`python -m tests.peers.smpp --settings-out F --stats-out S`: the SMSC in a process of
+    its own (benchmarks: sharing the sender's GIL would measure the wrong thing). It writes
+    the gateway settings to F once it listens, and on SIGTERM the submits it accepted to S."""
+    import argparse
+    import json
+    import signal
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings-out", type=Path, required=True)
+    parser.add_argument("--stats-out", type=Path, required=True)
+    args = parser.parse_args()
+    peer = SmppPeer().start()
+    partial = args.settings_out.with_suffix(".partial")
+    partial.write_text(json.dumps(peer.gateway_settings()))
+    partial.replace(args.settings_out)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    with peer.lock:
+        accepted = sum(1 for submit in peer._submits if submit.status == ESME_ROK)
+        submitted = len(peer._submits)
+    # Messages, their concatenated parts counted once: what the sender's rows are matched to.
+    args.stats_out.write_text(json.dumps({"accepted": accepted, "submits": submitted,
+                                          "messages": len(peer.messages()),
+                                          "outstanding_max": peer.outstanding_max}))
+    peer.stop()
+
+
+if __name__ == "__main__":
+    main()
