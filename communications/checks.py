@@ -30,3 +30,27 @@ def sink_gateways_only_in_debug(app_configs: Any = None, databases: Any = None,
         )
         for name in names
     ]
+
+
+@register(Tags.database, Tags.security, deploy=True)
+def gateway_secrets_readable(app_configs: Any = None, databases: Any = None,
+                             **kwargs: Any) -> list[Error]:
+    """Every gateway's secrets open with ENGAGE_SECRETS_KEY (`check --deploy --database
+    default`): a key dropped before `gateway_secrets_rotate` ran leaves a gateway unable to log
+    in. A deploy check only, as `migrate` runs the others before this column exists."""
+    if not databases:
+        return []
+    from communications.models import Gateway
+    from communications.secrets import SecretsUnreadable, secrets_decrypt
+
+    errors = []
+    for name, token in Gateway.objects.exclude(secrets="").values_list("name", "secrets"):
+        try:
+            secrets_decrypt(token)
+        except SecretsUnreadable:
+            errors.append(Error(
+                f"Gateway {name!r} has secrets ENGAGE_SECRETS_KEY cannot decrypt.",
+                hint="Put the key they were written with back in ENGAGE_SECRETS_KEY (after "
+                     "the new one), run `manage.py gateway_secrets_rotate`, then drop it.",
+                id="communications.E002"))
+    return errors

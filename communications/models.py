@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,6 +10,12 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from campaigns.models import Campaign, StaticList, TargetGroup
+from communications.secrets import (
+    SecretsUnreadable,
+    secrets_decrypt,
+    secrets_encrypt,
+    settings_split,
+)
 from members.models import Channel, Member, SubscriptionCategory
 
 
@@ -35,21 +43,74 @@ class Gateway(models.Model):
                   "to reach the provider), messages go through this gateway of the same "
                   "channel instead.",
     )
+    # The provider's secret settings (passwords, keys, tokens) as one Fernet token; see
+    # communications/secrets.py. Never in `settings`, never shown.
+    secrets = models.TextField(blank=True, default="", db_default="", editable=False)
+    # The last health probe (communications.services.gateways.gateway_health_check);
+    # None until the first.
+    last_health_ok = models.BooleanField(null=True, blank=True, editable=False)
+    last_health_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_health_detail = models.CharField(max_length=500, blank=True, default="",
+                                          db_default="", editable=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.channel}/{self.provider})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Storage, not a business rule: whichever path wrote the row (the admin, a factory, a
+        # shell, a bench script), a secret typed into `settings` is encrypted before it lands.
+        self._secrets_take_from_settings()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "settings" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "secrets"}
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         from communications.gateways import gateway_config_validate
 
+        try:
+            settings = self.adapter_settings()
+        except SecretsUnreadable as exc:
+            raise ValidationError({"settings": str(exc)}) from exc
         gateway_config_validate(channel=self.channel, provider=self.provider,
-                                settings=self.settings)
+                                settings=settings)
         if self.backup_id is not None:
             if self.backup_id == self.pk:
                 raise ValidationError({"backup": "a gateway cannot be its own backup"})
             if self.backup.channel != self.channel:
                 raise ValidationError({"backup": f"the backup sends {self.backup.channel}, "
                                                  f"this gateway {self.channel}"})
+
+    def secret_values(self) -> dict[str, Any]:
+        """The decrypted secret settings (raises SecretsUnreadable when the key is gone)."""
+        return secrets_decrypt(self.secrets)
+
+    def secret_names(self) -> list[str]:
+        """Which secret settings are set, without showing them."""
+        return sorted(self.secret_values())
+
+    def secrets_set(self, values: Mapping[str, Any], *,
+                    clear: Iterable[str] = ()) -> None:
+        """Set (or with `clear`, remove) secret settings; saved with the row."""
+        current = self.secret_values()
+        for name in clear:
+            current.pop(name, None)
+        current.update(values)
+        self.secrets = secrets_encrypt(current)
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """Plain and secret settings together, as the adapter reads them; a secret still typed
+        into `settings` (not yet saved) wins, as it will once saved."""
+        settings = self.settings if isinstance(self.settings, dict) else {}
+        return {**self.secret_values(), **settings}
+
+    def _secrets_take_from_settings(self) -> None:
+        if not isinstance(self.settings, dict):
+            return
+        plain, secret = settings_split(self.provider, self.settings)
+        if secret:
+            self.secrets_set(secret)
+            self.settings = plain
 
 
 class Template(models.Model):
@@ -65,6 +126,11 @@ class Template(models.Model):
     subject = models.CharField(max_length=300, blank=True)
     body = models.TextField()
     html_body = models.TextField(blank=True)
+    mjml_body = models.TextField(
+        blank=True, verbose_name="MJML",
+        help_text="Email only: written in MJML, it is compiled into the HTML body (with its "
+                  "CSS inlined) when the template is saved.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -72,8 +138,13 @@ class Template(models.Model):
         return f"{self.name} [{self.channel}/{self.language}]"
 
     def clean(self) -> None:
+        from communications.mjml import mjml_compile
         from communications.renderers import template_validate
 
+        if self.mjml_body:
+            if self.channel != Channel.EMAIL:
+                raise ValidationError({"mjml_body": "MJML is for email templates"})
+            self.html_body = mjml_compile(self.mjml_body)
         template_validate(channel=self.channel, subject=self.subject, body=self.body,
                           html_body=self.html_body)
 
@@ -162,6 +233,11 @@ class Mailing(models.Model):
     # Set once the lifetime has ended and nothing is left to expire, so the sweep stops
     # looking at the mailing.
     messages_expired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    track_engagement = models.BooleanField(
+        default=False,
+        help_text="Count opens and clicks of its emails through Engage's own pixel and link "
+                  "redirect (for gateways that report neither, such as SMTP).",
+    )
     cascade_after = models.DurationField(
         null=True, blank=True,
         help_text="With further channels in the cascade: a member whose message failed, or "

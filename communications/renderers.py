@@ -8,6 +8,7 @@ Placeholders are checked against `MEMBER_PLACEHOLDERS` (and the channel's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,6 +75,32 @@ def _unknown_placeholders(ast: nodes.Template, *, names: frozenset[str]) -> set[
     return unknown
 
 
+# What marks text as markup rather than prose. Single * and _ count only as a pair hugging
+# a word ("*bold*"), so "5* hotel" and snake_case names pass.
+_MARKUP = (
+    ("an HTML tag", re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>")),
+    ("an HTML entity", re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")),
+    ("Markdown bold (**...** or *...*)",
+     re.compile(r"\*\*[^*\n]+\*\*|(?<![\w*])\*[^*\s](?:[^*\n]*[^*\s])?\*(?![\w*])")),
+    ("Markdown italics or underline (_..._ or __...__)",
+     re.compile(r"__[^_\n]+__|(?<![\w_])_[^_\s](?:[^_\n]*[^_\s])?_(?![\w_])")),
+    ("Markdown code (`...`)", re.compile(r"`[^`\n]+`")),
+    ("a Markdown link ([text](url))", re.compile(r"\[[^\]\n]+\]\([^)\s]+\)")),
+    ("a Markdown heading (# ...)", re.compile(r"(?m)^ {0,3}#{1,6} ")),
+    ("Markdown strikethrough or spoiler (~~...~~, ||...||)",
+     re.compile(r"~~[^~\n]+~~|\|\|[^|\n]+\|\|")),
+)
+
+
+def plain_text_problem(text: str) -> str:
+    """What in `text` is markup ('' when it is plain text)."""
+    for what, pattern in _MARKUP:
+        found = pattern.search(text)
+        if found:
+            return f"plain text only: {what} found ({found.group(0)[:40]!r})"
+    return ""
+
+
 def template_validate(*, channel: str, subject: str, body: str, html_body: str = "") -> None:
     """Raise ValidationError naming the field whose syntax or placeholders are wrong."""
     errors: dict[str, str] = {}
@@ -95,6 +122,15 @@ def template_validate(*, channel: str, subject: str, body: str, html_body: str =
             )
     if channel == "email" and not subject:
         errors.setdefault("subject", "an email needs a subject")
+    if channel == "social":
+        # Messenger networks (and the aggregators in front of them) moderate markup away or
+        # refuse it: the social channel carries plain text.
+        if html_body.strip():
+            errors.setdefault("html_body", "the social channel sends plain text only; leave "
+                                           "it empty")
+        problem = plain_text_problem(body)
+        if problem:
+            errors.setdefault("body", problem)
     if errors:
         raise ValidationError(errors)
 

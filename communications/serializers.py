@@ -36,7 +36,8 @@ class MailingSerializer(serializers.ModelSerializer):
         model = Mailing
         fields = [
             "id", "name", "state", "channel", "campaign", "target_group", "static_list",
-            "member", "template", "gateway", "cascade_steps", "cascade_after", "category",
+            "member", "template", "gateway", "track_engagement", "cascade_steps",
+            "cascade_after", "category",
             "scheduled_at",
             "send_in_member_timezone", "recurrence", "recurring_parent", "priority",
             "defer_capped", "message_lifetime", "started_at", "completed_at", "failure_reason",

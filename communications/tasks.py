@@ -59,3 +59,26 @@ def prune_receipts() -> int:
     from communications.services.statuses import receipts_prune
 
     return receipts_prune()
+
+
+@shared_task(ignore_result=True)
+def check_gateways_health() -> int:
+    """Periodic: one probe task per active gateway, so a provider that hangs until its timeout
+    holds up no other gateway's probe."""
+    from communications.models import Gateway
+
+    ids = list(Gateway.objects.filter(is_active=True).values_list("pk", flat=True))
+    for gateway_id in ids:
+        check_gateway_health.delay(gateway_id)
+    return len(ids)
+
+
+@shared_task(ignore_result=True)
+def check_gateway_health(gateway_id: int) -> bool | None:
+    from communications.models import Gateway
+    from communications.services.gateways import gateway_health_check
+
+    gateway = Gateway.objects.filter(pk=gateway_id).first()
+    if gateway is None:
+        return None
+    return gateway_health_check(gateway=gateway).last_health_ok

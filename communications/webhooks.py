@@ -66,7 +66,8 @@ def _authenticated_gateway(request: HttpRequest, gateway_id: int,
     if gateway is None:
         what = f"{channel.upper()} gateway" if channel else "gateway"
         return _problem(404, "unknown_gateway", f"no {what} with id {gateway_id}")
-    secret = gateway.settings.get("inbound_secret") if isinstance(gateway.settings, dict) else None
+    # Kept encrypted with the gateway's other secrets (communications/secrets.py).
+    secret = gateway.adapter_settings().get("inbound_secret")
     if not secret or not isinstance(secret, str):
         return _problem(403, "inbound_not_configured",
                         "this gateway has no inbound_secret in its settings")

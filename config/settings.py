@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -28,6 +29,26 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 if not DEBUG and (len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure")):
     raise ImproperlyConfigured(
         "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off"
+    )
+
+# Gateway credentials are stored encrypted with these Fernet keys (communications/secrets.py):
+# comma-separated, newest first; older keys still read what they wrote until
+# `manage.py gateway_secrets_rotate` has re-written it. New key:
+# python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+_DEV_SECRETS_KEY = "ZW5nYWdlLWRldmVsb3BtZW50LW9ubHktc2VjcmV0cyE="
+ENGAGE_SECRETS_KEY = env.str("ENGAGE_SECRETS_KEY", default=_DEV_SECRETS_KEY if DEBUG else "")
+if not DEBUG and (not ENGAGE_SECRETS_KEY or _DEV_SECRETS_KEY in ENGAGE_SECRETS_KEY):
+    raise ImproperlyConfigured(
+        "ENGAGE_SECRETS_KEY must be set (a Fernet key of your own) when DEBUG is off"
+    )
+try:
+    _keys = [Fernet(key.strip()) for key in ENGAGE_SECRETS_KEY.split(",") if key.strip()]
+except (ValueError, TypeError):
+    _keys = []
+if not _keys:
+    raise ImproperlyConfigured(
+        "ENGAGE_SECRETS_KEY must be one or more comma-separated Fernet keys (32 url-safe "
+        "base64-encoded bytes each)"
     )
 
 ALLOWED_HOSTS = env.list(
@@ -233,6 +254,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "communications.tasks.prune_receipts",
         "schedule": timedelta(hours=1),
     },
+    # Each active gateway's provider is probed (connect, log in, let go) and the outcome shown
+    # in the gateway list, so a changed password or a dead relay shows before a mailing fails.
+    "check-gateways-health": {
+        "task": "communications.tasks.check_gateways_health",
+        "schedule": timedelta(seconds=env.float("ENGAGE_GATEWAY_HEALTH_INTERVAL",
+                                                default=300.0)),
+    },
 }
 
 # --- Engage ---------------------------------------------------------------------------------
@@ -266,6 +294,12 @@ ENGAGE_EMAIL_CONFIRMATION_MAX_AGE = env.int("ENGAGE_EMAIL_CONFIRMATION_MAX_AGE",
 # The gateway (by name) that sends transactional email such as confirmations; blank means the
 # first active email gateway.
 ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY = env.str("ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY", default="")
+# django-anymail: the basic auth ("user:password") email services must send with their tracking
+# webhooks (hooks/anymail/<esp>/tracking/); unset, those webhooks refuse every call. ESP
+# credentials are per gateway, in its settings.
+ANYMAIL = {"WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="")}
+if ANYMAIL["WEBHOOK_SECRET"] and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
+    raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password (HTTP basic auth)")
 # Inbound SMS that withdraw SMS consent, compared case-insensitively to the whole message.
 ENGAGE_SMS_STOP_KEYWORDS = env.list(
     "ENGAGE_SMS_STOP_KEYWORDS",

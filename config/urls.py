@@ -21,5 +21,9 @@ urlpatterns = [
     path("", include("members.public_urls")),
     # Inbound calls from providers (SMS replies, receipts), each authenticated by signature.
     path("hooks/", include("communications.webhook_urls")),
+    # Email services' tracking events, parsed by django-anymail (ANYMAIL_WEBHOOK_SECRET).
+    path("hooks/anymail/", include(("communications.anymail_tracking", "anymail"))),
+    # Engage's own open pixel and click redirect, for mailings that track engagement.
+    path("t/", include("communications.tracking", namespace="tracking")),
     path("healthz", healthz, name="healthz"),
 ]

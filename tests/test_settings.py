@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "k3y-" + "a1B2c3D4e5F6g7H8i9J0" * 3,
+    "ENGAGE_SECRETS_KEY": "Xp7eHn2b8yBqk2Zr1m3c9T0v4W6s5D8f1G2h3J4k5L0=",
     "ALLOWED_HOSTS": "engage.example.com",
     "DATABASE_URL": os.environ.get("DATABASE_URL", "sqlite:///:memory:"),
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",

@@ -9,7 +9,17 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 
-from communications.gateways import fcm, file_sink, smpp, smtp  # noqa: F401  (register the adapters)
+from communications.gateways import (  # noqa: F401  (register the adapters)
+    anymail_esp,
+    fcm,
+    file_sink,
+    http_sms,
+    smpp,
+    smtp,
+    telegram,
+    twilio,
+    viber,
+)
 from communications.gateways.base import (
     GATEWAYS,
     BaseGateway,

@@ -88,11 +88,19 @@ class GatewayConfig:
     price_per_message: Decimal
 
 
+# Secret for every provider: the key a provider signs its receipt webhooks with.
+SHARED_SECRET_SETTINGS = ("inbound_secret",)
+
+
 class BaseGateway:
     provider: ClassVar[str]
     channels: ClassVar[frozenset[str]]
     # Used only in development: a system check refuses them when DEBUG is off.
     is_sink: ClassVar[bool] = False
+    # Settings that are credentials (besides SHARED_SECRET_SETTINGS): stored encrypted apart
+    # from the plain settings (communications/secrets.py) and never shown in the admin;
+    # `config.settings` holds both, so the adapter reads them like any other setting.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -111,12 +119,33 @@ class BaseGateway:
     def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         raise NotImplementedError
 
+    def health(self) -> tuple[bool, str]:
+        """Can we reach the provider with these settings: (ok, what happened), never raises.
+
+        Opens and closes a connection as a batch would (an SMTP session with its login, an
+        SMPP bind and unbind, an OAuth token); an adapter with a cheaper or truer probe
+        overrides it.
+        """
+        try:
+            self.open()
+        except GatewayError as error:
+            return False, gateway_error_text(error)
+        self.close()
+        return True, "connected"
+
     def message_id_header(self, message_id: int) -> str:
         """A Message-ID that maps a bounce or reply back to our Message row."""
         return f"<engage.{message_id}.{self.config.gateway_id}@{self._message_id_domain()}>"
 
     def _message_id_domain(self) -> str:
         return str(self.config.settings.get("message_id_domain") or "engage.invalid")
+
+
+def gateway_error_text(error: GatewayError) -> str:
+    """An error as the marketer reads it: its class, the provider's code and text."""
+    kind = "permanent" if error.permanent else "transient"
+    code = f" [{error.code}]" if error.code else ""
+    return f"{kind}{code}: {error.message}"
 
 
 GATEWAYS: dict[str, type[BaseGateway]] = {}

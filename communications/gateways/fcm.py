@@ -58,6 +58,7 @@ from communications.gateways.base import (
     GatewayError,
     OutboundMessage,
     SendResult,
+    gateway_error_text,
     register,
 )
 
@@ -206,6 +207,8 @@ def _message_json(outbound: OutboundMessage) -> bytes:
 class FcmGateway(BaseGateway):
     provider = "fcm"
     channels = frozenset({"push"})
+    # The whole service-account JSON when given as one (it holds the private key).
+    secret_settings = ("service_account", "private_key")
 
     @classmethod
     def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
@@ -257,6 +260,20 @@ class FcmGateway(BaseGateway):
         self._loop = asyncio.new_event_loop()
         self._session = self._loop.run_until_complete(self._session_open(
             float(settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))))
+
+    def health(self) -> tuple[bool, str]:
+        """A fresh OAuth token from the token endpoint: the cached one would prove nothing."""
+        info, _ = _service_account(self.config.settings)
+        if not isinstance(info, Mapping):
+            return False, "permanent [settings]: the service account is not a JSON object"
+        self._timeout = float(self.config.settings.get("timeout", DEFAULT_TIMEOUT))
+        try:
+            self._cached = self._credentials(info)
+            with self._cached.lock:
+                self._refresh()
+        except GatewayError as error:
+            return False, gateway_error_text(error)
+        return True, f"OAuth token issued for {info.get('client_email')}"
 
     def close(self) -> None:
         loop = getattr(self, "_loop", None)

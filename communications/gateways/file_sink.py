@@ -34,6 +34,16 @@ class FileSinkGateway(BaseGateway):
         self._directory = Path(directory) / f"gateway-{self.config.gateway_id}"
         self._directory.mkdir(parents=True, exist_ok=True)
 
+    def health(self) -> tuple[bool, str]:
+        try:
+            self.open()
+            probe = self._directory / ".health"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            return False, f"cannot write to the sink folder: {exc}"
+        return True, f"writes to {self._directory}"
+
     def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         results = []
         for outbound in batch:

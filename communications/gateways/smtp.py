@@ -17,6 +17,7 @@ from communications.gateways.base import (
     GatewayError,
     OutboundMessage,
     SendResult,
+    gateway_error_text,
     register,
 )
 from communications.gateways.email_message import email_message_build
@@ -36,6 +37,7 @@ def _reply_text(code: int, reply: bytes | str) -> str:
 class SmtpGateway(BaseGateway):
     provider = "smtp"
     channels = frozenset({"email"})
+    secret_settings = ("password",)
 
     @classmethod
     def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
@@ -68,8 +70,33 @@ class SmtpGateway(BaseGateway):
         )
         try:
             self._backend.open()
+        except smtplib.SMTPAuthenticationError as exc:
+            # Wrong username or password: no retry will log in until someone fixes them.
+            self.close()
+            raise GatewayError("the SMTP server refused the login: "
+                               + _reply_text(exc.smtp_code, exc.smtp_error),
+                               code=str(exc.smtp_code), permanent=True) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise GatewayError(f"cannot connect to SMTP server: {exc}", permanent=False) from exc
+
+    def health(self) -> tuple[bool, str]:
+        """Connect, EHLO (STARTTLS and login when configured), then QUIT."""
+        try:
+            self.open()
+        except GatewayError as error:
+            return False, gateway_error_text(error)
+        try:
+            connection = self._backend.connection
+            # The session says EHLO only to log in or start TLS; a bare relay needs asking.
+            connection.ehlo_or_helo_if_needed()
+            greeting = (connection.ehlo_resp or connection.helo_resp or b"").decode(
+                "utf-8", "replace").splitlines()
+        except (OSError, smtplib.SMTPException) as exc:
+            return False, f"transient: the SMTP session failed after connecting: {exc}"
+        finally:
+            self.close()
+        logged_in = ", logged in" if self.config.settings.get("username") else ""
+        return True, f"connected: {greeting[0] if greeting else 'no greeting'}{logged_in}"
 
     def close(self) -> None:
         try:

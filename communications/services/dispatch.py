@@ -34,6 +34,7 @@ from communications.gateways import (
 from communications.models import Gateway, Mailing, Message, MessageStatusChange
 from communications.ratelimit import GatewayBucket, LocalBucket, gateway_bucket
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from communications.secrets import SecretsUnreadable
 from communications.services.cascade import cascade_pending, mailing_step
 from communications.services.compliance import (
     MailingRules,
@@ -45,9 +46,11 @@ from communications.services.compliance import (
 from communications.services.statuses import (
     StatusChange,
     changes_record,
+    messenger_accounts_deactivate,
     push_devices_deactivate,
     receipts_apply,
 )
+from communications.tracking import tracked_html
 from members.models import Channel
 from members.unsubscribe import unsubscribe_urls
 
@@ -287,9 +290,12 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
             render_failures.append(SendResult(row["pk"], error=GatewayError(
                 f"template failed for this member: {exc}", code="render", permanent=True)))
             continue
+        html_body = rendered.html_body
+        if html_body and mailing.track_engagement and channel == Channel.EMAIL:
+            html_body = tracked_html(html_body, message_id=row["pk"])
         outbound.append(OutboundMessage(
             message_id=row["pk"], address=row["address"], subject=rendered.subject,
-            body=rendered.body, html_body=rendered.html_body,
+            body=rendered.body, html_body=html_body,
             headers=_list_unsubscribe_headers(link) if link else {},
         ))
     bucket = (gateway_bucket(gateway_id=gateway.pk, rate=rate)
@@ -372,6 +378,25 @@ def _list_unsubscribe_headers(link: str) -> dict[str, str]:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
+def gateway_config(*, gateway: Gateway) -> GatewayConfig:
+    """What the adapter gets from the row: its plain and decrypted secret settings together.
+
+    Raises GatewayError (transient: the operator can put the key back) when the secrets were
+    encrypted with a key ENGAGE_SECRETS_KEY no longer holds.
+    """
+    try:
+        adapter_settings = gateway.adapter_settings()
+    except SecretsUnreadable as exc:
+        raise GatewayError(str(exc), code="secrets_unreadable", permanent=False) from exc
+    return GatewayConfig(
+        gateway_id=gateway.pk, channel=gateway.channel, provider=gateway.provider,
+        settings=adapter_settings,
+        sender=gateway.sender or (settings.ENGAGE_DEFAULT_FROM_EMAIL
+                                  if gateway.channel == Channel.EMAIL else ""),
+        price_per_message=gateway.price_per_message,
+    )
+
+
 def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
                  bucket: Bucket | None = None,
                  deadline: float | None = None) -> list[SendResult]:
@@ -386,15 +411,8 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
     """
     if not batch:
         return []
-    config = GatewayConfig(
-        gateway_id=gateway.pk, channel=gateway.channel, provider=gateway.provider,
-        settings=gateway.settings,
-        sender=gateway.sender or (settings.ENGAGE_DEFAULT_FROM_EMAIL
-                                  if gateway.channel == Channel.EMAIL else ""),
-        price_per_message=gateway.price_per_message,
-    )
     try:
-        adapter = gateway_for(config)
+        adapter = gateway_for(gateway_config(gateway=gateway))
         adapter.open()
     except GatewayError as error:
         # Nothing went out: every message of the batch shares the connection failure.
@@ -490,6 +508,7 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
                              "gateway_id": gateway_id})
         if failed:
             push_devices_deactivate(results=results)
+            messenger_accounts_deactivate(results=results)
         _messages_set(rows=in_doubt, columns=("error_code", "error"),
                       fixed={"status": Status.UNKNOWN, "updated_at": now,
                              "gateway_id": gateway_id})

@@ -177,7 +177,8 @@ def mailing_resume(*, mailing: Mailing) -> Mailing:
 # What a marketer may set on a mailing (the state, times of the run and counters are the
 # services' own).
 MAILING_EDITABLE_FIELDS = ("name", "campaign", "target_group", "static_list", "member",
-                           "template", "gateway", "category", "cascade_after", "scheduled_at",
+                           "template", "gateway", "category", "track_engagement",
+                           "cascade_after", "scheduled_at",
                            "send_in_member_timezone", "recurrence", "priority", "defer_capped",
                            "message_lifetime")
 

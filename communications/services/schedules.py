@@ -35,7 +35,7 @@ EARLIEST_UTC_OFFSET = timedelta(hours=14)
 # The copy a run gets from its recurring mailing (the audience, the content, the rules).
 RUN_FIELDS = ("campaign", "target_group", "static_list", "member", "template", "gateway",
               "category", "priority", "defer_capped", "message_lifetime",
-              "send_in_member_timezone", "cascade_after", "created_by")
+              "send_in_member_timezone", "cascade_after", "track_engagement", "created_by")
 _RUN_ATTNAMES = tuple(Mailing._meta.get_field(name).attname for name in RUN_FIELDS)
 
 

@@ -38,10 +38,10 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from communications.gateways import Receipt, SendResult, fcm
+from communications.gateways import Receipt, SendResult, fcm, telegram, viber
 from communications.models import Message, MessageStatusChange, ProviderReceipt
 from communications.ratelimit import ratelimit_redis
-from members.models import Channel, Device, Suppression
+from members.models import Channel, Device, MessengerAccount, Suppression
 from members.services.suppressions import suppressions_add_many
 
 logger = logging.getLogger(__name__)
@@ -253,6 +253,32 @@ def push_devices_deactivate(*, results: Sequence[SendResult]) -> int:
             f"AND {devices}.member_id = m.member_id AND {devices}.token = m.address "
             f"AND {devices}.is_active",
             [False, *ids, Channel.PUSH])
+        return cursor.rowcount
+
+
+# Messenger answers that the member's account cannot be reached by this sender any more.
+DEAD_ACCOUNT_CODES = viber.ACCOUNT_GONE_CODES | telegram.ACCOUNT_GONE_CODES
+
+
+def messenger_accounts_deactivate(*, results: Sequence[SendResult]) -> int:
+    """Deactivate the Viber / social accounts the provider said are gone for good (the
+    member is not on Viber any more, blocked the bot, the chat does not exist), in one
+    UPDATE; returns how many. The next snapshot finds no address there and the cascade, if
+    any, moves the member to the next channel."""
+    ids = [result.message_id for result in results
+           if result.error is not None and result.error.permanent
+           and result.error.code in DEAD_ACCOUNT_CODES]
+    if not ids:
+        return 0
+    qn = connection.ops.quote_name
+    accounts, messages = qn(MessengerAccount._meta.db_table), qn(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {accounts} SET is_active = %s FROM {messages} m "
+            f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) AND m.channel IN (%s, %s) "
+            f"AND {accounts}.member_id = m.member_id AND {accounts}.account_id = m.address "
+            f"AND {accounts}.is_active",
+            [False, *ids, Channel.VIBER, Channel.SOCIAL])
         return cursor.rowcount
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from communications.models import Mailing, Message
 from communications.services import mailing_cancel, mailing_prepare, mailing_schedule
-from tests.communications.factories import GatewayFactory, MailingFactory, TemplateFactory
+from tests.communications.factories import GatewayFactory, MailingFactory
 from tests.members.factories import consenting_member
 
 pytestmark = pytest.mark.django_db
@@ -83,15 +83,3 @@ def test_a_completed_mailing_cannot_be_cancelled():
 
     with pytest.raises(ValidationError):
         mailing_cancel(mailing=mailing)
-
-
-def test_template_for_an_unsupported_channel_is_refused_before_scheduling():
-    mailing = MailingFactory(
-        template=TemplateFactory(channel="viber", subject=""),
-        gateway=GatewayFactory(channel="viber", provider="file_sink"),
-    )
-
-    with pytest.raises(ValidationError) as error:
-        mailing_schedule(mailing=mailing)
-
-    assert "template" in error.value.message_dict

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import pytest
 
+from communications.gateways import GatewayError, SendResult
 from communications.models import Mailing, Message
 from communications.services import mailing_prepare, mailing_schedule
-from tests.communications.factories import GatewayFactory, MailingFactory, TemplateFactory
+from communications.services.statuses import messenger_accounts_deactivate
+from tests.communications.factories import (
+    GatewayFactory,
+    MailingFactory,
+    MessageFactory,
+    TemplateFactory,
+)
 from tests.members.factories import ConsentFactory, MemberFactory, MessengerAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +72,23 @@ def test_a_viber_member_without_consent_is_skipped_as_opted_out():
     MessengerAccountFactory(member=member, network="viber", account_id="viber-id-3")
 
     assert _addresses(_mailing("viber"))[member.pk][:2] == ("skipped", "opted_out")
+
+
+def test_an_account_the_provider_says_is_gone_is_deactivated_and_others_stay():
+    gone = MessengerAccountFactory(network="viber", account_id="gone-1")
+    kept = MessengerAccountFactory(network="viber", account_id="kept-1")
+    mailing = _mailing("viber")
+    refused, failed_otherwise = (
+        MessageFactory(mailing=mailing, member=account.member, channel="viber",
+                       address=account.account_id) for account in (gone, kept))
+
+    deactivated = messenger_accounts_deactivate(results=[
+        SendResult(refused.pk, error=GatewayError("not on Viber", code="receiverNotRegistered",
+                                                  permanent=True)),
+        SendResult(failed_otherwise.pk, error=GatewayError("text too long", code="3",
+                                                           permanent=True)),
+    ])
+
+    gone.refresh_from_db()
+    kept.refresh_from_db()
+    assert (deactivated, gone.is_active, kept.is_active) == (1, False, True)

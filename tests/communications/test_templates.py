@@ -81,3 +81,15 @@ def test_sandbox_refuses_huge_repetition():
 
     with pytest.raises(ValueError, match="too large"):
         template.render(member_context({"member__first_name": "Ann"}))
+
+
+def test_a_social_template_with_markup_is_refused_naming_the_body():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="social", subject="", body="**Double** points this week")
+
+    assert "plain text only" in error.value.message_dict["body"][0]
+
+
+def test_a_social_template_in_plain_prose_is_accepted():
+    template_validate(channel="social", subject="",
+                      body="Hi {{ member.first_name }}, a 5* weekend awaits: summer_sale_10")

@@ -105,6 +105,7 @@ class _Track:
 class SmppGateway(BaseGateway):
     provider = "smpp"
     channels = frozenset({"sms"})
+    secret_settings = ("password",)
 
     # Who takes deliver_sm read during a batch (listen() sets them for its own duration).
     # Without one, a deliver_sm is answered "temporary error" so the SMSC keeps it and offers

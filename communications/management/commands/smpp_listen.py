@@ -90,7 +90,7 @@ def _smpp_gateway(gateway_id: int) -> Gateway:
 
 def _config(gateway: Gateway) -> GatewayConfig:
     return GatewayConfig(gateway_id=gateway.pk, channel=gateway.channel,
-                         provider=gateway.provider, settings=gateway.settings,
+                         provider=gateway.provider, settings=gateway.adapter_settings(),
                          sender=gateway.sender, price_per_message=gateway.price_per_message)
 
 

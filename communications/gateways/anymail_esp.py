@@ -1,0 +1,398 @@
+"""Email through an email service's HTTP API (Postmark, Mailgun, SendGrid, ...) by django-anymail.
+
+Settings: `esp`, the anymail backend's module name (`postmark`, `mailgun`, `sendgrid`,
+`amazon_ses`, `brevo`, `sparkpost`, ...: the backend is `anymail.backends.<esp>.EmailBackend`);
+the ESP's credentials and options under anymail's own names, handed to the backend as they are
+(Postmark `server_token`, `message_stream`; Mailgun `api_key`, `sender_domain`; SendGrid
+`api_key`; ...) with `api_url` to point it elsewhere (a region, or the test peer); `timeout`
+(seconds waiting for a reply, default 10) and `connect_timeout` (default 5);
+`throttle_retry_after` (seconds to slow down after a 429 that names no Retry-After, default 1);
+optional `tag`, `track_opens`, `track_clicks`.
+
+One `requests` session per batch (the backend's `open()`), every message its own API call on
+it, so one refused recipient fails only its own message. Each carries a Message-ID and anymail
+`metadata` {"engage_message_id": id} that map it back to our Message row, and the message's
+List-Unsubscribe headers. `provider_id` is the ESP's own message id: its tracking webhooks
+(`communications.anymail_tracking`) name the message by it.
+
+Results, per message, from anymail's `anymail_status`:
+- sent / queued / scheduled: sent, with the ESP's message id.
+- rejected / invalid (Postmark ErrorCode 406 inactive recipient, 300 invalid address): permanent,
+  with the ESP's code and text.
+- HTTP 429: transient with `retry_after` (Retry-After, else `throttle_retry_after`); the rest of
+  the batch is not attempted (it would be refused the same way).
+- HTTP 5xx and 408: transient, `retry_after` from Retry-After when the ESP sends one.
+- HTTP 401 / 403 (a revoked or wrong key): transient, so the messages wait for the operator to
+  fix the gateway instead of failing for good; the rest of the batch is not attempted.
+- Any other HTTP 4xx: permanent.
+- Cannot connect (refused, DNS, TLS, connect timeout): transient, the rest not attempted.
+- No answer after the request went out (read timeout, connection dropped): in doubt, since the
+  ESP may have accepted it; the rest of the batch is not attempted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailConfigurationError,
+    AnymailError,
+    AnymailInvalidAddress,
+)
+from django.core.mail import EmailMultiAlternatives, get_connection
+from urllib3.exceptions import NewConnectionError
+
+from communications.gateways.base import (
+    BaseGateway,
+    GatewayError,
+    OutboundMessage,
+    SendResult,
+    gateway_error_text,
+    register,
+)
+from communications.gateways.email_message import email_message_build
+
+PROVIDER = "anymail"
+# Settings Engage reads itself; every other key is an anymail backend option.
+OWN_SETTINGS = frozenset({
+    "esp", "timeout", "connect_timeout", "throttle_retry_after", "tag", "track_opens",
+    "track_clicks", "message_id_domain", "rate_per_second", "inbound_secret",
+})
+# Modules of anymail.backends that are not an ESP: the bases, and anymail's own test and
+# console backends (Engage's file_sink gateway is the development sink).
+NOT_AN_ESP = frozenset({"base", "base_requests", "test", "console"})
+SENT_STATUSES = frozenset({"sent", "queued", "scheduled", "unknown"})
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_THROTTLE_RETRY_AFTER = 1.0
+_ESP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_MISSING_SETTING = re.compile(r"ANYMAIL = \{'([A-Z0-9_]+)'")
+
+
+def esp_backend_path(esp: str) -> str:
+    return f"anymail.backends.{esp}.EmailBackend"
+
+
+def esp_key(esp_name: str) -> str:
+    """The `esp` setting for anymail's display name of an ESP ("Amazon SES" -> amazon_ses)."""
+    return esp_name.strip().lower().replace(" ", "_")
+
+
+def _esp_problem(esp: Any) -> str:
+    if not isinstance(esp, str) or not _ESP_NAME.match(esp):
+        return "required: the anymail backend of the email service, e.g. postmark or mailgun"
+    if esp in NOT_AN_ESP or importlib.util.find_spec(f"anymail.backends.{esp}") is None:
+        return f"anymail has no email service backend {esp!r} (anymail.backends.{esp})"
+    return ""
+
+
+def _number_problem(value: Any, *, low: float, high: float) -> bool:
+    return (isinstance(value, bool) or not isinstance(value, int | float)
+            or not low <= value <= high)
+
+
+def _backend_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    options = {key: value for key, value in settings.items() if key not in OWN_SETTINGS}
+    options["timeout"] = (float(settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+                          float(settings.get("timeout", DEFAULT_TIMEOUT)))
+    # Recipients refused by the ESP are read from anymail_status, message by message.
+    options["ignore_recipient_status"] = True
+    return options
+
+
+def _backend(settings: Mapping[str, Any]) -> Any:
+    """The anymail backend for these settings, or GatewayError(code="settings") naming what is
+    missing in our setting names (anymail's own message speaks of ANYMAIL settings)."""
+    esp = str(settings.get("esp", ""))
+    try:
+        return get_connection(esp_backend_path(esp), fail_silently=False,
+                              **_backend_options(settings))
+    except AnymailConfigurationError as exc:
+        missing = _MISSING_SETTING.search(str(exc))
+        if missing:
+            prefix = f"{esp.upper()}_"
+            name = missing.group(1).removeprefix(prefix).lower()
+            raise GatewayError(f"{name}: required by {esp} (anymail's {missing.group(1)})",
+                               code="settings", permanent=True) from exc
+        raise GatewayError(f"esp: {exc}", code="settings", permanent=True) from exc
+    except (ImportError, TypeError, ValueError) as exc:
+        raise GatewayError(f"esp: the {esp} backend cannot start: {exc}", code="settings",
+                           permanent=True) from exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _reply(response: Any) -> tuple[str, str]:
+    """The ESP's own error code and text from a JSON reply (Postmark: ErrorCode / Message)."""
+    if response is None:
+        return "", ""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return "", (getattr(response, "text", "") or "")[:300]
+    code = next((str(data[key]) for key in ("ErrorCode", "code", "error_code")
+                 if data.get(key) not in (None, "")), "")
+    text = next((str(data[key]) for key in ("Message", "message", "error", "detail")
+                 if data.get(key)), "")
+    return code, text[:500]
+
+
+def _nothing_sent(cause: BaseException | None) -> bool:
+    """True when the request failed before any of it reached the ESP."""
+    if isinstance(cause, requests.ConnectTimeout | requests.exceptions.SSLError
+                  | requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return True
+    if isinstance(cause, requests.ConnectionError) and cause.args:
+        return isinstance(getattr(cause.args[0], "reason", None), NewConnectionError)
+    return False
+
+
+@register
+class AnymailGateway(BaseGateway):
+    provider = PROVIDER
+    channels = frozenset({"email"})
+    # Anymail's names for ESP credentials (Postmark server_token; Mailgun, SendGrid, Brevo,
+    # SparkPost ... api_key; MailerSend, Mailtrap api_token; Mailjet secret_key; Amazon SES
+    # boto3 session_params / client_params, which may hold the AWS keys).
+    secret_settings = ("server_token", "api_key", "api_token", "secret_key", "password",
+                       "session_params", "client_params")
+
+    @classmethod
+    def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        problem = _esp_problem(settings.get("esp"))
+        if problem:
+            errors["esp"] = problem
+        api_url = settings.get("api_url")
+        if api_url is not None and (not isinstance(api_url, str)
+                                    or urlsplit(api_url).scheme not in ("http", "https")
+                                    or not urlsplit(api_url).netloc):
+            errors["api_url"] = "must be an http(s) URL, e.g. https://api.postmarkapp.com/"
+        for key in ("timeout", "connect_timeout"):
+            if key in settings and _number_problem(settings[key], low=0.1, high=300):
+                errors[key] = "must be a number of seconds from 0.1 to 300"
+        if ("throttle_retry_after" in settings
+                and _number_problem(settings["throttle_retry_after"], low=0, high=3600)):
+            errors["throttle_retry_after"] = "must be a number of seconds from 0 to 3600"
+        if "tag" in settings and not isinstance(settings["tag"], str):
+            errors["tag"] = "must be text"
+        for key in ("track_opens", "track_clicks"):
+            if key in settings and not isinstance(settings[key], bool):
+                errors[key] = "must be true or false"
+        if not errors:
+            # Anymail itself knows what each ESP requires: build the backend (no network).
+            try:
+                _backend(settings)
+            except GatewayError as exc:
+                name, _, text = exc.message.partition(": ")
+                errors[name] = text
+        return errors
+
+    def open(self) -> None:
+        self._backend = _backend(self.config.settings)
+        self._esp = str(self.config.settings.get("esp"))
+        try:
+            self._backend.open()
+        except Exception as exc:  # noqa: BLE001  (whatever the ESP's client raises on start)
+            raise GatewayError(f"cannot open a session to {self._esp}: {exc}",
+                               code="connect_failed", permanent=False) from exc
+
+    def close(self) -> None:
+        backend = getattr(self, "_backend", None)
+        if backend is None:
+            return
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001  (closing must not mask the batch result)
+            pass
+
+    def health(self) -> tuple[bool, str]:
+        """Ask the ESP's API who we are with these credentials (Postmark GET /server, Mailgun
+        GET /domains/<sender_domain>); for another ESP, only that anymail accepts the
+        settings."""
+        try:
+            self.open()
+        except GatewayError as error:
+            return False, gateway_error_text(error)
+        probe = HEALTH_PROBES.get(self._esp)
+        if probe is None:
+            self.close()
+            return True, f"settings accepted by anymail's {self._esp} backend (no API probe)"
+        try:
+            path, request_options = probe(self._backend)
+            response = self._backend.session.get(
+                self._backend.api_url + path, timeout=_backend_options(
+                    self.config.settings)["timeout"], **request_options)
+        except requests.RequestException as exc:
+            return False, f"transient [connect_failed]: cannot reach {self._esp}: {exc}"
+        finally:
+            self.close()
+        if response.status_code == 200:
+            return True, f"connected: {self._esp} accepted the credentials"
+        status = response.status_code
+        code, text = _reply(response)
+        kind = "transient" if status in (401, 403, 408, 429) or status >= 500 else "permanent"
+        return False, f"{kind} [{code or status}]: {self._esp} answered {status}: {text}"
+
+    def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        stop: GatewayError | None = None
+        for outbound in batch:
+            if stop is not None:
+                results.append(SendResult(outbound.message_id, error=stop))
+                continue
+            result, stop = self._send_one(outbound)
+            results.append(result)
+        return results
+
+    def _email(self, outbound: OutboundMessage) -> EmailMultiAlternatives:
+        email = email_message_build(outbound, sender=self.config.sender,
+                                    message_id=self.message_id_header(outbound.message_id))
+        settings = self.config.settings
+        # Anymail attributes: metadata travels with the message and comes back in every
+        # tracking event, so an event maps to our Message even before its ESP id is stored.
+        email.metadata = {"engage_message_id": str(outbound.message_id)}
+        if settings.get("tag"):
+            email.tags = [settings["tag"]]
+        for key in ("track_opens", "track_clicks"):
+            if key in settings:
+                setattr(email, key, settings[key])
+        return email
+
+    def _send_one(self, outbound: OutboundMessage
+                  ) -> tuple[SendResult, GatewayError | None]:
+        """The message's result, and the error every later message of the batch gets without
+        being attempted (None: carry on)."""
+        email = self._email(outbound)
+        try:
+            self._backend.send_messages([email])
+        except AnymailInvalidAddress as exc:
+            return self._failed(outbound, GatewayError(
+                f"invalid address: {exc.args[0] if exc.args else exc}", code="invalid_address",
+                permanent=True)), None
+        except AnymailAPIError as exc:
+            error, stop = self._api_error(exc)
+            return self._failed(outbound, error), stop
+        except AnymailError as exc:
+            # Anymail refused the message before sending (an unsupported feature, data it
+            # cannot serialize): it will refuse it again.
+            return self._failed(outbound, GatewayError(
+                f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}", code="anymail",
+                permanent=True)), None
+        except AnymailConfigurationError as exc:
+            return self._failed(outbound, GatewayError(str(exc), code="settings",
+                                                       permanent=True)), None
+        return self._status_result(outbound, email), None
+
+    @staticmethod
+    def _failed(outbound: OutboundMessage, error: GatewayError) -> SendResult:
+        return SendResult(outbound.message_id, error=error)
+
+    def _status_result(self, outbound: OutboundMessage,
+                       email: EmailMultiAlternatives) -> SendResult:
+        status = getattr(email, "anymail_status", None)
+        recipients = getattr(status, "recipients", None) or {}
+        # One recipient per message: its entry, whatever case the ESP reported it in.
+        recipient = next(iter(recipients.values()), None)
+        if recipient is None:
+            return self._failed(outbound, GatewayError(
+                f"{self._esp} was not asked: the message has no recipient",
+                code="no_address", permanent=True))
+        response = getattr(status, "esp_response", None)
+        refused = (getattr(response, "status_code", 200) or 200) >= 400
+        # "unknown": anymail could not tell this recipient's fate from a reply that took the
+        # call (sent), or from a refusal it could not parse (Postmark's 422: not sent).
+        if recipient.status in SENT_STATUSES and not (recipient.status == "unknown"
+                                                      and refused):
+            return SendResult(outbound.message_id,
+                              provider_id=str(recipient.message_id or status.message_id or ""),
+                              cost=self.config.price_per_message)
+        code, text = _reply(response)
+        return self._failed(outbound, GatewayError(
+            f"{self._esp} refused the recipient ({recipient.status}): {text}".rstrip(": "),
+            code=(code or recipient.status)[:32], permanent=True))
+
+    def _api_error(self, exc: AnymailAPIError) -> tuple[GatewayError, GatewayError | None]:
+        cause = exc.__cause__ if isinstance(exc.__cause__, requests.RequestException) else None
+        if isinstance(exc, requests.RequestException) and exc.response is None and cause:
+            if _nothing_sent(cause):
+                error = GatewayError(f"cannot connect to {self._esp}: {cause}",
+                                     code="connect_failed", permanent=False)
+                return error, GatewayError(f"not attempted: {error.message}",
+                                           code="connect_failed", permanent=False)
+            # The request went out; the ESP may have accepted the message.
+            return (GatewayError(f"no answer from {self._esp} after the message was sent: "
+                                 f"{cause}", code="no_answer", permanent=False, in_doubt=True),
+                    GatewayError(f"not attempted: {self._esp} stopped answering",
+                                 code="not_attempted", permanent=False))
+        status = exc.status_code
+        response = exc.response
+        if status is None:
+            # An API error without an HTTP reply (an SDK-based ESP): the call failed.
+            return GatewayError(f"{self._esp}: {exc.args[0] if exc.args else exc}",
+                                code="api_error", permanent=False), None
+        if 200 <= status < 300:
+            # The ESP took the call but its reply cannot be read: it may have sent the email.
+            return (GatewayError(f"{self._esp} answered {status} with an unreadable reply: "
+                                 f"{exc.args[0] if exc.args else exc}", code="bad_reply",
+                                 permanent=False, in_doubt=True), None)
+        esp_code, text = _reply(response)
+        headers = getattr(response, "headers", None) or {}
+        message = f"{self._esp} answered {status}: {text or getattr(response, 'reason', '')}"
+        code = (esp_code or str(status))[:32]
+        if status == 429:
+            retry_after = _retry_after(headers.get("Retry-After"))
+            if retry_after is None:
+                retry_after = float(self.config.settings.get("throttle_retry_after",
+                                                             DEFAULT_THROTTLE_RETRY_AFTER))
+            error = GatewayError(message, code=code, permanent=False, retry_after=retry_after)
+            return error, GatewayError(f"not attempted: {message}", code=code,
+                                       permanent=False, retry_after=retry_after)
+        if status in (401, 403):
+            error = GatewayError(f"{message} (check the gateway's credentials)", code=code,
+                                 permanent=False)
+            return error, GatewayError(f"not attempted: {error.message}", code=code,
+                                       permanent=False)
+        if status >= 500 or status == 408:
+            return GatewayError(message, code=code, permanent=False,
+                                retry_after=_retry_after(headers.get("Retry-After"))), None
+        return GatewayError(message, code=code, permanent=True), None
+
+
+def _postmark_probe(backend: Any) -> tuple[str, dict[str, Any]]:
+    return "server", {"headers": {"X-Postmark-Server-Token": backend.server_token,
+                                  "Accept": "application/json"}}
+
+
+def _mailgun_probe(backend: Any) -> tuple[str, dict[str, Any]]:
+    path = f"domains/{backend.sender_domain}" if backend.sender_domain else "domains"
+    return path, {"auth": ("api", backend.api_key)}
+
+
+# ESP -> (path under the backend's api_url, requests options) of a read-only call that needs
+# the credentials.
+HEALTH_PROBES: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
+    "postmark": _postmark_probe,
+    "mailgun": _mailgun_probe,
+}
