@@ -3,7 +3,6 @@ cancel) and their dispatch (claim, send, record results)."""
 
 from communications.services.dispatch import (
     MAX_ATTEMPTS,
-    gateway_send,
     mailing_complete_if_done,
     mailing_dispatch_enqueue,
     message_batch_dispatch,
@@ -22,6 +21,9 @@ from communications.services.mailings import (
     mailing_schedule,
     mailing_start_now,
     mailings_tick,
+)
+from communications.services.sending import (
+    gateway_send,
 )
 from communications.services.test_sends import mailing_test_send, members_by_keys  # noqa: F401
 

@@ -15,26 +15,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from communications.circuits import circuit_open_seconds, circuit_record
+from communications.circuits import circuit_open_seconds
 from communications.gateways import (
-    BaseGateway,
-    GatewayConfig,
     GatewayError,
     OutboundMessage,
     SendResult,
-    gateway_for,
-    rate_per_second_error,
 )
-from communications.models import Gateway, Mailing, Message, MessageStatusChange
-from communications.ratelimit import GatewayBucket, LocalBucket, gateway_bucket
+from communications.models import Mailing, Message, MessageStatusChange
+from communications.ratelimit import gateway_bucket
 from communications.renderers import CompiledTemplate, member_context, member_value_paths
-from communications.secrets import SecretsUnreadable
 from communications.services.cascade import cascade_pending, mailing_step
 from communications.services.compliance import (
     MailingRules,
@@ -42,6 +36,13 @@ from communications.services.compliance import (
     batch_screen,
     mailing_lifetime_ends_at,
     messages_expire,
+)
+from communications.services.sending import (
+    RATE_WAIT_S,
+    circuit_count,
+    gateway_in_service,
+    gateway_rate,
+    gateway_send,
 )
 from communications.services.statuses import (
     StatusChange,
@@ -67,11 +68,6 @@ MAX_ATTEMPTS = 3
 # on up to the cap, unless the provider said how long (Retry-After).
 RETRY_BACKOFF_S = 30.0
 RETRY_BACKOFF_CAP_S = 900.0
-# A rate-limited batch claims no more than its gateway's rate grants in this many seconds, and
-# waits no longer for its tokens: what the bucket has not granted by then (other workers took
-# the rate) goes back to the queue, no attempt counted, for the next batch.
-RATE_WAIT_S = 10.0
-Bucket = GatewayBucket | LocalBucket
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
@@ -296,13 +292,13 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
         outbound.append(OutboundMessage(
             message_id=row["pk"], address=row["address"], subject=rendered.subject,
             body=rendered.body, html_body=html_body,
-            headers=_list_unsubscribe_headers(link) if link else {},
+            headers=list_unsubscribe_headers(link) if link else {},
         ))
     bucket = (gateway_bucket(gateway_id=gateway.pk, rate=rate)
               if rate is not None else None)
     sent = gateway_send(gateway=gateway, batch=outbound, bucket=bucket,
                         deadline=time.monotonic() + rate_wait_s)
-    _circuit_count(gateway=gateway, results=sent)
+    circuit_count(gateway=gateway, results=sent)
     answered = {result.message_id for result in sent}
     results = render_failures + sent
     attempts = {row["pk"]: row["attempts"] for row in rows}
@@ -329,46 +325,7 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     return outcome
 
 
-def gateway_in_service(*, gateway: Gateway) -> Gateway | None:
-    """The gateway a batch goes through: `gateway`, or while its circuit is open its backup
-    (active, of the same channel, its own circuit closed); None when neither can take it.
-    One step only: a backup's backup is not followed."""
-    if not circuit_open_seconds(gateway_id=gateway.pk):
-        return gateway
-    backup = gateway.backup
-    if (backup is not None and backup.is_active and backup.channel == gateway.channel
-            and not circuit_open_seconds(gateway_id=backup.pk)):
-        return backup
-    return None
-
-
-def _circuit_count(*, gateway: Gateway, results: Sequence[SendResult]) -> None:
-    """A batch the provider answered (a message sent, or refused for good) closes the count;
-    one where every message failed transiently or in doubt counts against the gateway. A
-    throttle reply is the provider answering, not failing."""
-    if not results:
-        return
-    if any(r.error is not None and r.error.retry_after for r in results):
-        return
-    answered = any(r.error is None or (r.error.permanent and not r.error.in_doubt)
-                   for r in results)
-    circuit_record(gateway_id=gateway.pk, failed=not answered)
-
-
-def gateway_rate(*, gateway: Gateway) -> float | None:
-    """The gateway's `rate_per_second`, or None without one (or with an unusable one on a row
-    saved around the validation: logged and not applied)."""
-    rate = gateway.settings.get("rate_per_second") if isinstance(gateway.settings, dict) else None
-    if rate is None:
-        return None
-    problem = rate_per_second_error(rate)
-    if problem:
-        logger.warning("gateway %s: rate_per_second=%r ignored, it %s", gateway.pk, rate, problem)
-        return None
-    return float(rate)
-
-
-def _list_unsubscribe_headers(link: str) -> dict[str, str]:
+def list_unsubscribe_headers(link: str) -> dict[str, str]:
     """RFC 2369 + RFC 8058 one-click: bulk senders to Gmail and Yahoo must carry both.
 
     Providers honour one-click only on an https link in a DKIM-signed message, so
@@ -376,97 +333,6 @@ def _list_unsubscribe_headers(link: str) -> dict[str, str]:
     """
     return {"List-Unsubscribe": f"<{link}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-
-
-def gateway_config(*, gateway: Gateway) -> GatewayConfig:
-    """What the adapter gets from the row: its plain and decrypted secret settings together.
-
-    Raises GatewayError (transient: the operator can put the key back) when the secrets were
-    encrypted with a key ENGAGE_SECRETS_KEY no longer holds.
-    """
-    try:
-        adapter_settings = gateway.adapter_settings()
-    except SecretsUnreadable as exc:
-        raise GatewayError(str(exc), code="secrets_unreadable", permanent=False) from exc
-    return GatewayConfig(
-        gateway_id=gateway.pk, channel=gateway.channel, provider=gateway.provider,
-        settings=adapter_settings,
-        sender=gateway.sender or (settings.ENGAGE_DEFAULT_FROM_EMAIL
-                                  if gateway.channel == Channel.EMAIL else ""),
-        price_per_message=gateway.price_per_message,
-    )
-
-
-def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
-                 bucket: Bucket | None = None,
-                 deadline: float | None = None) -> list[SendResult]:
-    """Send a batch through one gateway row: open, send, close; a failed open fails them all.
-
-    Without a `bucket`, every message gets a result. With one (the gateway's rate limit), the
-    batch goes out in chunks of the bucket's burst, each once its tokens are granted, until
-    `deadline` (a `time.monotonic()` value); a throttle reply (a transient error with
-    `retry_after`) slows the bucket for every worker. A throttle, a connection lost mid-send
-    or the deadline ends the batch early: messages not handed to the provider get no result,
-    and the caller gives them back to the queue.
-    """
-    if not batch:
-        return []
-    try:
-        adapter = gateway_for(gateway_config(gateway=gateway))
-        adapter.open()
-    except GatewayError as error:
-        # Nothing went out: every message of the batch shares the connection failure.
-        return [SendResult(m.message_id, error=error) for m in batch]
-    try:
-        if bucket is None:
-            return adapter.send(batch)
-        return _send_paced(adapter=adapter, batch=batch, bucket=bucket,
-                           deadline=(deadline if deadline is not None
-                                     else time.monotonic() + RATE_WAIT_S))
-    finally:
-        adapter.close()
-
-
-def _send_paced(*, adapter: BaseGateway, batch: Sequence[OutboundMessage], bucket: Bucket,
-                deadline: float) -> list[SendResult]:
-    # Chunks of the burst: a provider counting per second sees the rate, not the batch at once.
-    step = max(1, int(bucket.config.burst))
-    results: list[SendResult] = []
-    for start in range(0, len(batch), step):
-        chunk = batch[start:start + step]
-        granted = _tokens_acquire(bucket=bucket, n=len(chunk), deadline=deadline)
-        if granted:
-            answered = adapter.send(chunk[:granted])
-            results += answered
-            hold = max((r.error.retry_after for r in answered
-                        if r.error is not None and not r.error.permanent
-                        and r.error.retry_after is not None), default=None)
-            if hold is not None:
-                _bucket_throttle(bucket=bucket, retry_after_s=hold)
-            # After a throttle the rest waits for the bucket, in a later batch; after a lost
-            # connection the adapter could only report the rest falsely "in doubt".
-            if hold is not None or any(r.error is not None and r.error.in_doubt
-                                       for r in answered):
-                break
-        if granted < len(chunk):
-            break
-    return results
-
-
-def _tokens_acquire(*, bucket: Bucket, n: int, deadline: float) -> int:
-    try:
-        return bucket.acquire(n, deadline=deadline)
-    except redis.RedisError as exc:
-        # Without the shared bucket the rate cannot be kept: send nothing rather than too much.
-        logger.warning("rate limit %s unavailable, batch given back: %s", bucket.key, exc)
-        return 0
-
-
-def _bucket_throttle(*, bucket: Bucket, retry_after_s: float) -> None:
-    try:
-        bucket.throttle(retry_after_s)
-    except redis.RedisError as exc:
-        logger.warning("rate limit %s not throttled: %s", bucket.key, exc)
 
 
 def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int, int],

@@ -25,11 +25,13 @@ from communications.ratelimit import gateway_bucket
 from communications.secrets import secrets_rotate
 from communications.services.dispatch import (
     MAX_ATTEMPTS,
+    messages_record_results,
+)
+from communications.services.sending import (
     RATE_WAIT_S,
     gateway_config,
     gateway_rate,
     gateway_send,
-    messages_record_results,
 )
 from communications.services.statuses import StatusChange, changes_record
 from communications.services.test_sends import _address_clean

@@ -26,11 +26,13 @@ from communications.ratelimit import gateway_bucket
 from communications.renderers import MEMBER_VALUE_PATHS, CompiledTemplate, member_context
 from communications.services.dispatch import (
     MAX_ATTEMPTS,
+    list_unsubscribe_headers,
+    messages_record_results,
+)
+from communications.services.sending import (
     RATE_WAIT_S,
-    _list_unsubscribe_headers,
     gateway_rate,
     gateway_send,
-    messages_record_results,
 )
 from communications.services.snapshots import PUSH_PLATFORMS
 from communications.services.statuses import StatusChange, changes_record
@@ -102,7 +104,7 @@ def mailing_test_send(*, mailing: Mailing, member_ids: Sequence[int] = (),
             continue
         subject = TEST_SUBJECT_PREFIX + rendered.subject if channel == Channel.EMAIL \
             else rendered.subject
-        headers = (_list_unsubscribe_headers(recipient.unsubscribe_url)
+        headers = (list_unsubscribe_headers(recipient.unsubscribe_url)
                    if recipient.member_id is not None and recipient.unsubscribe_url else {})
         outbound.append(OutboundMessage(message_id=pk, address=recipient.address,
                                         subject=subject, body=rendered.body,

@@ -15,7 +15,10 @@ from communications.gateways import OutboundMessage
 from communications.models import Gateway, Mailing, Message, MessageStatusChange
 from communications.ratelimit import REDIS_KEY_PREFIX, gateway_bucket, ratelimit_redis
 from communications.services import mailing_prepare, mailing_schedule, message_batch_dispatch
-from communications.services.dispatch import gateway_rate, gateway_send
+from communications.services.sending import (
+    gateway_rate,
+    gateway_send,
+)
 from tests.communications.factories import GatewayFactory, MailingFactory
 from tests.members.factories import consenting_member
 from tests.peers.smtp import RecordingHandler, SmtpPeer, free_port

@@ -15,8 +15,11 @@ from communications.checks import gateway_secrets_readable
 from communications.gateways import OutboundMessage
 from communications.models import Gateway
 from communications.secrets import SecretsUnreadable, secrets_encrypt
-from communications.services.dispatch import gateway_config, gateway_send
 from communications.services.gateways import gateway_secrets_rotate
+from communications.services.sending import (
+    gateway_config,
+    gateway_send,
+)
 from tests.communications.factories import GatewayFactory
 from tests.peers.smpp import SmppPeer
 from tests.peers.smtp_auth import AuthSmtpPeer

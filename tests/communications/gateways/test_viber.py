@@ -27,7 +27,9 @@ from communications.gateways.viber import (
     callback_signature,
 )
 from communications.models import Message, ProviderReceipt
-from communications.services.dispatch import gateway_config
+from communications.services.sending import (
+    gateway_config,
+)
 from communications.services.statuses import receipts_apply
 from members.models import Consent, ConsentEvent
 from tests.communications.factories import GatewayFactory, MessageFactory
