@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -30,8 +25,9 @@ from django.utils import timezone
 from bench.database import broker_flush
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
+from bench.peers import PeerProcess
 from bench.results import Measured, median_of
-from bench.workers import ROOT, CeleryWorkers
+from bench.workers import CeleryWorkers
 from campaigns.models import StaticList, StaticListMember, TargetGroup
 from communications.models import Gateway, Mailing, Message, QuietHours, Template
 from members.models import Consent, ConsentEvent, Device, Member
@@ -48,51 +44,6 @@ WHAT = ("start of a push mailing (title + body, personalized) to the {n} first a
         "loopback FCM peer (tests/peers/fcm.py, its own process); celery prefork x{concurrency} "
         "on Redis. value: sent / (completed_at - first claim); with_snapshot_per_run counts "
         "from the start instead; every message checked `sent` and counted by the peer")
-
-
-class FcmPeerProcess:
-    """`python -m tests.peers.fcm` in its own process (sharing the sender's GIL would measure
-    the wrong thing), for a `with` block; `settings` are the gateway settings it wrote."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="engage-fcm-peer-")
-        self._settings_path = Path(self._dir.name) / "gateway.json"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.settings: dict[str, Any] = {}
-
-    def __enter__(self) -> FcmPeerProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.peers.fcm", "--settings-out", str(self._settings_path)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 30
-        while not self._settings_path.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the FCM peer exited: {self.process.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("the FCM peer did not listen within 30 s")
-            time.sleep(0.05)
-        self.settings = json.loads(self._settings_path.read_text())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._dir.cleanup()
-
-    @property
-    def endpoint(self) -> str:
-        return str(self.settings["endpoint"])
-
-    def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(f"{self.endpoint}/_peer/stats", timeout=10) as reply:
-            return json.loads(reply.read())
 
 
 def push_audience_ensure(count: int) -> list[int]:
@@ -190,7 +141,7 @@ def push_mailing_send(*, target_group: TargetGroup) -> dict[str, Any]:
     """
     mailings_clear()
     broker_flush()
-    with FcmPeerProcess() as peer:
+    with PeerProcess("fcm", url_setting="endpoint") as peer:
         mailing = push_mailing_create(target_group=target_group, gateway_settings=peer.settings)
         expected = StaticListMember.objects.filter(
             static_list__name=LIST_NAME).count()
@@ -230,7 +181,7 @@ def dispatch_push(options: Options) -> Measured:
             broker_flush()
         if "Traceback" in workers.log_tail():
             raise RuntimeError(f"the worker failed:\n{workers.log_tail()}")
-    with FcmPeerProcess() as peer:
+    with PeerProcess("fcm", url_setting="endpoint") as peer:
         ceiling = peer_ceiling(settings=peer.settings, messages=options.messages)
     return Measured(runs[-1]["sent"], value, options.runs, {
         "what": WHAT.format(n=runs[-1]["sent"], concurrency=CONCURRENCY),

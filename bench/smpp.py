@@ -8,13 +8,8 @@ Quiet hours for SMS are lifted while it runs (and restored after).
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,9 +19,10 @@ from django.utils import timezone
 from bench.database import broker_flush
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
+from bench.peers import PeerProcess
 from bench.push import _audience_list, quiet_hours_lifted
 from bench.results import Measured, median_of
-from bench.workers import ROOT, CeleryWorkers
+from bench.workers import CeleryWorkers
 from campaigns.models import StaticListMember, TargetGroup
 from communications.models import Gateway, Mailing, Message, Template
 from members.models import Consent, ConsentEvent, Member
@@ -41,47 +37,6 @@ WHAT = ("start of an SMS mailing (one GSM-7 segment, personalized) to the {n} fi
         "prefork x{concurrency} on Redis. value: sent / (completed_at - first claim); every "
         "message checked `sent` (or skipped: a phone two members share) and counted by the SMSC; "
         "a text in UCS-2 takes two submits")
-
-
-class SmscProcess:
-    """`python -m tests.peers.smpp` in its own process for a `with` block; `settings` are the
-    gateway settings it wrote, `stats` what it accepted (read once it has stopped)."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="engage-smsc-")
-        self._settings_path = Path(self._dir.name) / "gateway.json"
-        self._stats_path = Path(self._dir.name) / "stats.json"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.settings: dict[str, Any] = {}
-        self.stats: dict[str, int] = {}
-
-    def __enter__(self) -> SmscProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.peers.smpp", "--settings-out",
-             str(self._settings_path), "--stats-out", str(self._stats_path)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while not self._settings_path.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the SMSC exited: {self.process.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("the SMSC did not listen within 30 s")
-            time.sleep(0.05)
-        self.settings = json.loads(self._settings_path.read_text())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._stats_path.exists():
-            self.stats = json.loads(self._stats_path.read_text())
-        self._dir.cleanup()
 
 
 def sms_audience_ensure(count: int) -> list[int]:
@@ -118,7 +73,7 @@ def sms_mailing_send(*, target_group: TargetGroup) -> dict[str, Any]:
     mailings_clear()
     broker_flush()
     expected = StaticListMember.objects.filter(static_list__name=target_group.name).count()
-    with SmscProcess() as smsc:
+    with PeerProcess("smpp", stats_out=True) as smsc:
         gateway, _ = Gateway.objects.update_or_create(name="bench smpp", defaults={
             "channel": "sms", "provider": "smpp", "is_active": True, "sender": "Club",
             "settings": {**smsc.settings, "window": WINDOW, "timeout": 10,
@@ -132,7 +87,7 @@ def sms_mailing_send(*, target_group: TargetGroup) -> dict[str, Any]:
     statuses = dict(rows.values_list("status").annotate(n=Count("pk")).order_by())
     # Members of the seed who share a phone number get one message between them.
     shared = rows.filter(skip_reason=Message.SkipReason.DUPLICATE_ADDRESS).count()
-    received = smsc.stats.get("messages")
+    received = smsc.final_stats.get("messages")
     sent = statuses.get("sent", 0)
     if sent + shared != expected or set(statuses) - {"sent", "skipped"} or received != sent:
         raise RuntimeError(f"mailing {mailing.pk}: {statuses}, the SMSC received {received} "
@@ -140,7 +95,7 @@ def sms_mailing_send(*, target_group: TargetGroup) -> dict[str, Any]:
     first_claim = rows.aggregate(first=Min("claimed_at"))["first"]
     mailing.refresh_from_db()
     return {"sent": sent, "seconds": (mailing.completed_at - first_claim).total_seconds(),
-            "submits": smsc.stats.get("accepted"), "outstanding_max": smsc.stats.get(
+            "submits": smsc.final_stats.get("accepted"), "outstanding_max": smsc.final_stats.get(
                 "outstanding_max")}
 
 
@@ -164,7 +119,7 @@ def dispatch_smpp(options: Options) -> Measured:
             broker_flush()
         if "Traceback" in workers.log_tail():
             raise RuntimeError(f"the worker failed:\n{workers.log_tail()}")
-    with SmscProcess() as smsc:
+    with PeerProcess("smpp", stats_out=True) as smsc:
         ceiling = smsc_ceiling(settings=smsc.settings, messages=min(options.messages, 50_000))
     return Measured(runs[-1]["sent"], value, options.runs, {
         "what": WHAT.format(n=runs[-1]["sent"], window=WINDOW, concurrency=CONCURRENCY),

@@ -19,6 +19,8 @@ It speaks what django-anymail's Postmark backend meets in production:
 - `post_event(url, kind, sent, auth=...)` POSTs a Postmark webhook payload (Delivery, Bounce,
   Open, Click, SpamComplaint, SubscriptionChange) about an accepted email to a tracking
   endpoint, with HTTP basic auth, as Postmark does.
+- `GET /_peer/stats`: counters (`accepted` emails, `requests`, `connections`), for a benchmark
+  that runs the peer in its own process (`python -m tests.peers.postmark --settings-out F`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.peers.aiohttp_peer import ThreadedAiohttpPeer
+from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
 
 BATCH_LIMIT = 500
 
@@ -131,7 +133,15 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         app.router.add_post("/v3/{domain}/messages", self._mailgun)
         app.router.add_get("/server", self._server)
         app.router.add_get("/v3/domains/{domain}", self._mailgun_domain)
+        app.router.add_get("/_peer/stats", self._stats)
         return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """What the peer accepted, for a benchmark running it in its own process."""
+        with self.lock:
+            stats = {"accepted": len(self._sent), "requests": self._requests,
+                     "connections": len(self._connections)}
+        return web.json_response(stats)
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -318,3 +328,7 @@ def _addr_spec(address: str) -> str:
     if "<" in address and address.endswith(">"):
         address = address[address.rindex("<") + 1:-1]
     return address.lower()
+
+
+if __name__ == "__main__":
+    serve_main(lambda host, port: PostmarkPeer(host=host, port=port), __doc__.splitlines()[0])

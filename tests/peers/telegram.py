@@ -8,6 +8,8 @@ with message ids counted per chat, the message recorded. Per chat, a test script
 `blocked` (403 "bot was blocked by the user"), `missing` (400 "chat not found"), `throttled`
 (429 with `parameters.retry_after`), `unavailable` (502 with nginx's HTML page, as Telegram's
 front answers) or `stalled` (accepted and recorded, the answer held back).
+`GET /_peer/stats` answers counters (`accepted`, `requests`), for a benchmark that runs the peer
+in its own process (`python -m tests.peers.telegram --settings-out F`).
 """
 
 from __future__ import annotations
@@ -81,7 +83,14 @@ class TelegramPeer(ThreadedAiohttpPeer):
         app = web.Application()
         app.router.add_post("/bot{token}/sendMessage", self._send_message)
         app.router.add_get("/bot{token}/getMe", self._get_me)
+        app.router.add_get("/_peer/stats", self._stats)
         return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """What the peer accepted and answered, for a benchmark running it in its own process."""
+        with self.lock:
+            stats = {"accepted": len(self._sent), "requests": len(self._answered)}
+        return web.json_response(stats)
 
     async def _get_me(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.bot_token:

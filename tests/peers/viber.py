@@ -13,6 +13,8 @@
   sends them (`X-Viber-Content-Signature`: hex HMAC-SHA256 of the body keyed with the auth
   token), for a test to post through Django's client; `post_callback(url, event, ...)` posts it
   over HTTP to a running server.
+- `GET /_peer/stats`: counters (`accepted`, `requests`), for a benchmark that runs the peer in
+  its own process (`python -m tests.peers.viber --settings-out F`).
 """
 
 from __future__ import annotations
@@ -129,7 +131,14 @@ class ViberPeer(ThreadedAiohttpPeer):
         app = web.Application()
         app.router.add_post("/pa/send_message", self._send_message)
         app.router.add_post("/pa/get_account_info", self._account_info)
+        app.router.add_get("/_peer/stats", self._stats)
         return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """What the peer accepted and answered, for a benchmark running it in its own process."""
+        with self.lock:
+            stats = {"accepted": len(self._sent), "requests": len(self._answered)}
+        return web.json_response(stats)
 
     async def _account_info(self, request: web.Request) -> web.Response:
         if request.headers.get("X-Viber-Auth-Token") != self.auth_token:
