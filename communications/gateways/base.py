@@ -26,16 +26,20 @@ class GatewayError(Exception):
     permanent: retrying will not help (a refused recipient, a bad request).
     in_doubt:  the provider may have accepted the message before the failure (the connection
                dropped after the data went out); such a message is reported, never resent.
+    opted_out: the provider refused because the recipient opted out with it (replied STOP to
+               its number): Engage withdraws their consent on the channel, for every gateway.
     """
 
     def __init__(self, message: str, *, code: str = "", permanent: bool,
-                 retry_after: float | None = None, in_doubt: bool = False) -> None:
+                 retry_after: float | None = None, in_doubt: bool = False,
+                 opted_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.permanent = permanent
         self.retry_after = retry_after
         self.in_doubt = in_doubt
+        self.opted_out = opted_out
 
 
 @dataclass(frozen=True)

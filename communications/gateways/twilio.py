@@ -85,6 +85,8 @@ PERMANENT_CODES: dict[str, str] = {
     "21617": "message body over 1600 characters",
     "21659": "the 'From' number is not a Twilio number of this account",
 }
+# The member replied STOP to the sender's number: Twilio blocks it, and so must Engage.
+OPTED_OUT_CODES = frozenset({"21610"})
 TRANSIENT_CODES: dict[str, str] = {
     "20429": "too many requests",
     "21611": "the sender's queue of messages is full",
@@ -167,7 +169,8 @@ def _twilio_error(reply: ProviderReply, retry_after: float | None) -> GatewayErr
                             permanent=False, retry_after=retry_after)
     meaning = PERMANENT_CODES.get(code)
     return GatewayError(f"{label}: {text}" + (f" ({meaning})" if meaning else ""),
-                        code=code or f"HTTP_{reply.status}", permanent=True)
+                        code=code or f"HTTP_{reply.status}", permanent=True,
+                        opted_out=code in OPTED_OUT_CODES)
 
 
 @register

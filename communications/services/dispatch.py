@@ -53,6 +53,7 @@ from communications.services.statuses import (
 )
 from communications.tracking import tracked_html
 from members.models import Channel
+from members.services.keywords import sms_stop_apply
 from members.unsubscribe import unsubscribe_urls
 
 logger = logging.getLogger(__name__)
@@ -375,6 +376,7 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
         if failed:
             push_devices_deactivate(results=results)
             messenger_accounts_deactivate(results=results)
+            _opt_outs_record(results=results)
         _messages_set(rows=in_doubt, columns=("error_code", "error"),
                       fixed={"status": Status.UNKNOWN, "updated_at": now,
                              "gateway_id": gateway_id})
@@ -388,6 +390,22 @@ def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int
                            provider_ids=[provider_id for _, provider_id, _ in sent if provider_id])
     return {"sent": len(sent), "failed": len(failed), "unknown": len(in_doubt),
             "retry": sum(len(ids) for ids in retry.values())}
+
+
+def _opt_outs_record(*, results: Sequence[SendResult]) -> int:
+    """Withdraw SMS consent where the provider refused because the member opted out with it
+    (Twilio 21610: they replied STOP to its number); returns the addresses. Rare, so one
+    ledger event per member, as an inbound STOP records it."""
+    ids = [result.message_id for result in results
+           if result.error is not None and result.error.opted_out]
+    if not ids:
+        return 0
+    rows = list(Message.objects.filter(pk__in=ids, channel=Channel.SMS).exclude(address="")
+                .values_list("address", "gateway__name").distinct())
+    for phone, gateway_name in rows:
+        sms_stop_apply(phone=phone, text="STOP (reported by the SMS provider)",
+                       gateway_name=gateway_name or "")
+    return len(rows)
 
 
 def retry_backoff_s(attempts: int) -> float:

@@ -58,6 +58,15 @@ def sms_inbound_apply(*, phone: str, text: str, received_at: dt.datetime | None 
     """
     if not sms_stop_keyword(text):
         return []
+    return sms_stop_apply(phone=phone, text=text, received_at=received_at,
+                          gateway_name=gateway_name)
+
+
+@transaction.atomic
+def sms_stop_apply(*, phone: str, text: str, received_at: dt.datetime | None = None,
+                   gateway_name: str = "") -> list[ConsentEvent]:
+    """Withdraw SMS marketing from every member holding `phone`: they sent STOP, to us or (as
+    an SMS provider reports) to the provider's number. `text` is kept as the evidence."""
     e164 = sms_sender_normalize(phone)
     if not e164:
         raise ValidationError({"phone": "the sender's number is missing"})

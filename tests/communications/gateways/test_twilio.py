@@ -23,6 +23,7 @@ from communications.gateways.twilio import TwilioGateway
 from communications.models import Gateway, Mailing, Message, ProviderReceipt, QuietHours
 from communications.services import mailing_prepare, mailing_schedule, message_batch_dispatch
 from communications.services.statuses import receipts_apply
+from members.models import Consent, ConsentEvent
 from tests.communications.factories import (
     GatewayFactory,
     MailingFactory,
@@ -416,3 +417,28 @@ def test_an_sms_mailing_goes_out_through_twilio_and_its_callbacks_are_applied(cl
         ann.pk: "delivered", bob.pk: "undelivered"}
     mailing.refresh_from_db()
     assert mailing.state == Mailing.State.COMPLETED
+
+
+@pytest.mark.django_db
+def test_a_member_who_replied_stop_to_twilio_has_sms_consent_withdrawn_for_every_gateway(
+        twilio_peer):
+    # given
+    QuietHours.objects.filter(channel="sms").update(is_active=False)
+    stopped = consenting_member(channel="sms", phone="+4915133333333")
+    twilio_peer.script.refused["+4915133333333"] = 21610
+    gateway = GatewayFactory(name="Twilio", channel="sms", provider="twilio", sender=SENDER,
+                             settings=twilio_peer.gateway_settings())
+    mailing = MailingFactory(gateway=gateway, template=TemplateFactory(
+        channel="sms", subject="", body="Hi {{ member.first_name }}"))
+    mailing_schedule(mailing=mailing)
+    mailing_prepare(mailing_id=mailing.pk)
+
+    # when
+    message_batch_dispatch(mailing_id=mailing.pk)
+
+    # then: the message failed with Twilio's code, and the ledger says why SMS stopped
+    message = Message.objects.get(mailing=mailing)
+    assert (message.status, message.error_code) == ("failed", "21610")
+    event = ConsentEvent.objects.get(member=stopped, channel="sms")
+    assert (event.action, event.source) == ("withdraw", "sms_stop")
+    assert Consent.objects.get(member=stopped, channel="sms", category=None).state == "withdrawn"
