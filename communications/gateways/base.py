@@ -13,11 +13,12 @@ and never leak out of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 
 class GatewayError(Exception):
@@ -158,3 +159,19 @@ GATEWAYS: dict[str, type[BaseGateway]] = {}
 def register(cls: type[BaseGateway]) -> type[BaseGateway]:
     GATEWAYS[cls.provider] = cls
     return cls
+
+
+async def send_concurrently(batch: Sequence[OutboundMessage],
+                            send_one: Callable[[OutboundMessage], Awaitable[SendResult]],
+                            *, concurrency: int) -> list[SendResult]:
+    """`send_one` over the batch with at most `concurrency` in flight; results in batch order.
+    What HTTP providers answering one message per request share (FCM, Twilio, Viber, ...)."""
+    results: list[SendResult | None] = [None] * len(batch)
+    pending: Iterator[tuple[int, OutboundMessage]] = iter(enumerate(batch))
+
+    async def worker() -> None:
+        for index, outbound in pending:
+            results[index] = await send_one(outbound)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(batch)))))
+    return cast(list[SendResult], results)  # every slot filled by a worker

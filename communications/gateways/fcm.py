@@ -38,11 +38,11 @@ import asyncio
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -60,6 +60,7 @@ from communications.gateways.base import (
     SendResult,
     gateway_error_text,
     register,
+    send_concurrently,
 )
 
 FCM_ENDPOINT = "https://fcm.googleapis.com"
@@ -355,15 +356,7 @@ class FcmGateway(BaseGateway):
         )
 
     async def _send_batch(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        results: list[SendResult | None] = [None] * len(batch)
-        pending: Iterator[tuple[int, OutboundMessage]] = iter(enumerate(batch))
-
-        async def worker() -> None:
-            for index, outbound in pending:
-                results[index] = await self._send_one(outbound)
-
-        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(batch)))))
-        return cast(list[SendResult], results)  # every slot filled by a worker
+        return await send_concurrently(batch, self._send_one, concurrency=self._concurrency)
 
     async def _send_one(self, outbound: OutboundMessage) -> SendResult:
         if self._lost is not None:

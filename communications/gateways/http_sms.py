@@ -64,7 +64,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -80,6 +80,7 @@ from communications.gateways.base import (
     Receipt,
     SendResult,
     register,
+    send_concurrently,
 )
 
 DEFAULT_CONCURRENCY = 16
@@ -288,15 +289,7 @@ class HttpBatchGateway(BaseGateway):
         )
 
     async def _send_batch(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        results: list[SendResult | None] = [None] * len(batch)
-        pending: Iterator[tuple[int, OutboundMessage]] = iter(enumerate(batch))
-
-        async def worker() -> None:
-            for index, outbound in pending:
-                results[index] = await self._send_one(outbound)
-
-        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(batch)))))
-        return cast(list[SendResult], results)  # every slot filled by a worker
+        return await send_concurrently(batch, self._send_one, concurrency=self._concurrency)
 
     async def _send_one(self, outbound: OutboundMessage) -> SendResult:
         if self._lost is not None:

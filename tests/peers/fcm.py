@@ -25,24 +25,22 @@ where sharing the client's GIL would measure the wrong thing).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
 import itertools
 import json
 import secrets
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -101,12 +99,13 @@ def _fcm_error(status: int, rpc_status: str, message: str, error_code: str | Non
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-class FcmPeer:
+class FcmPeer(ThreadedAiohttpPeer):
+    name = "fcm"
+
     def __init__(self, *, project_id: str = "engage-test", host: str = "127.0.0.1",
                  port: int = 0, access_token_lifetime: int = 3600) -> None:
+        super().__init__(host=host, port=port)
         self.project_id = project_id
-        self.host = host
-        self.port = port
         self.access_token_lifetime = access_token_lifetime
         self.script = Scripted()
         self.client_email = f"engage-push@{project_id}.iam.gserviceaccount.com"
@@ -121,16 +120,8 @@ class FcmPeer:
         self._ids = itertools.count(1)
         self.token_grants = 0
         self.token_refusals = 0
-        self.lock = threading.Lock()
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     # --- what tests read and set -----------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def token_uri(self) -> str:
@@ -185,49 +176,6 @@ class FcmPeer:
         app.router.add_post("/v1/projects/{project}/messages:send", self._send)
         app.router.add_get("/_peer/stats", self._stats)
         return app
-
-    async def serve(self) -> None:
-        # A short shutdown so a stalled reply never holds up the end of a test.
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start(self) -> FcmPeer:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._loop.run_until_complete(self.serve())
-            except BaseException as exc:  # noqa: BLE001  (reported to the starting thread)
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.shutdown())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="fcm-peer", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     # --- handlers --------------------------------------------------------------------------
 
@@ -376,28 +324,8 @@ class FcmPeer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--project", default="engage-bench")
-    parser.add_argument("--settings-out", type=Path, required=True,
-                        help="where to write the gateway settings once the peer listens")
-    args = parser.parse_args()
-    peer = FcmPeer(project_id=args.project, host=args.host, port=args.port)
-
-    async def run() -> None:
-        await peer.serve()
-        # Written whole, then renamed: a reader polling for the file never sees half of it.
-        partial = args.settings_out.with_suffix(".partial")
-        partial.write_text(json.dumps(peer.gateway_settings()))
-        partial.replace(args.settings_out)
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await peer.shutdown()
-
-    asyncio.run(run())
+    serve_main(lambda host, port: FcmPeer(project_id="engage-bench", host=host, port=port),
+               __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
