@@ -312,10 +312,18 @@ class HttpBatchGateway(BaseGateway):
                 f"no answer from {label} after the message was sent: {exc!r}",
                 code="no_answer", permanent=False, in_doubt=True))
         result = self._result(outbound, reply)
-        if result.error is not None and reply.status == 401 and self._lost is None:
-            self._lost = GatewayError(f"not attempted: {result.error.message}",
-                                      code=result.error.code, permanent=False)
+        error = result.error
+        if error is not None and self._lost is None and self._halts_batch(reply, error):
+            # The rest of the batch is not attempted, each message carrying the same code
+            # and wait.
+            self._lost = GatewayError(f"not attempted: {error.message}", code=error.code,
+                                      permanent=False, retry_after=error.retry_after)
         return result
+
+    def _halts_batch(self, reply: ProviderReply, error: GatewayError) -> bool:
+        """Whether this answer would be every other message's too: credentials refused.
+        Providers that say "stop" in other ways (a throttle) add theirs."""
+        return reply.status == 401
 
     async def _exchange(self, request: ProviderRequest) -> ProviderReply:
         async with self._session.request(request.method, request.url, data=request.body,

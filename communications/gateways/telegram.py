@@ -193,18 +193,8 @@ class TelegramGateway(HttpBatchGateway):
         return SendResult(outbound.message_id,
                           error=_reply_error(reply, data, self._throttle_retry_after))
 
-    async def _send_one(self, outbound: OutboundMessage) -> SendResult:
-        # The shared machinery stops a batch only on HTTP 401; this provider also says "stop"
-        # in other ways (below), after which the rest of the batch is not attempted, each
-        # message carrying the same code and wait.
-        result = await super()._send_one(outbound)
-        error = result.error
-        if error is not None and self._lost is None and self._halts_batch(error):
-            self._lost = GatewayError(f"not attempted: {error.message}", code=error.code,
-                                      permanent=False, retry_after=error.retry_after)
-        return result
-
-    def _halts_batch(self, error: GatewayError) -> bool:
+    def _halts_batch(self, reply: ProviderReply, error: GatewayError) -> bool:
         # A throttle, or a token Telegram refuses: every other message would get the same.
-        return not error.permanent and (error.code == CONFIGURATION_CODE
+        stop = not error.permanent and (error.code == CONFIGURATION_CODE
                                         or error.retry_after is not None)
+        return stop or super()._halts_batch(reply, error)
