@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 
 from campaigns.models import Campaign, StaticList, TargetGroup
@@ -131,6 +131,25 @@ class Template(models.Model):
         help_text="Email only: written in MJML, it is compiled into the HTML body (with its "
                   "CSS inlined) when the template is saved.",
     )
+    # Push and Viber: what the message shows and opens besides its text.
+    image_url = models.CharField(
+        max_length=500, validators=[URLValidator(schemes=["https"])], blank=True, default="",
+        db_default="",
+        help_text="Push and Viber: an https image shown with the message.",
+    )
+    link_url = models.CharField(
+        max_length=500, blank=True, default="", db_default="",
+        help_text="Push and Viber: what a tap opens, a web URL or an app deep link "
+                  "(myapp://offers/7).",
+    )
+    button_text = models.CharField(
+        max_length=30, blank=True, default="", db_default="",
+        help_text="Viber: the label of the button that opens the link.",
+    )
+    push_data = models.JSONField(
+        default=dict, blank=True, db_default={},
+        help_text='Push: data the app reads, text keys and values ({"offer_id": "7"}).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -146,7 +165,9 @@ class Template(models.Model):
                 raise ValidationError({"mjml_body": "MJML is for email templates"})
             self.html_body = mjml_compile(self.mjml_body)
         template_validate(channel=self.channel, subject=self.subject, body=self.body,
-                          html_body=self.html_body)
+                          html_body=self.html_body, image_url=self.image_url,
+                          link_url=self.link_url, button_text=self.button_text,
+                          push_data=self.push_data)
 
 
 class Mailing(models.Model):
@@ -434,7 +455,8 @@ class Message(models.Model):
     # funnel, not against frequency caps, and it does not take the member's one message.
     is_test = models.BooleanField(default=False, db_default=False)
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    address = models.CharField(max_length=254, blank=True)
+    # 1024: a web-push subscription (endpoint and keys, as JSON) is the longest address.
+    address = models.CharField(max_length=1024, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -101,9 +101,67 @@ def plain_text_problem(text: str) -> str:
     return ""
 
 
-def template_validate(*, channel: str, subject: str, body: str, html_body: str = "") -> None:
-    """Raise ValidationError naming the field whose syntax or placeholders are wrong."""
+# Keys of a push's data that Engage itself sets.
+PUSH_DATA_RESERVED = frozenset({"engage_message_id", "link", "image"})
+RICH_CHANNELS = frozenset({"push", "viber"})
+
+
+def _link_problem(url: str) -> str:
+    scheme, _, rest = url.partition(":")
+    if not rest or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        return "must be a URL with its scheme: https://... or an app deep link (myapp://...)"
+    if scheme.lower() in ("javascript", "data", "vbscript", "file"):
+        return f"a {scheme}: link is refused"
+    return ""
+
+
+def rich_content_errors(*, channel: str, image_url: str, link_url: str, button_text: str,
+                        push_data: Any) -> dict[str, str]:
+    """What is wrong with a template's image, link, button and push data for its channel."""
     errors: dict[str, str] = {}
+    if channel not in RICH_CHANNELS:
+        for name, value in (("image_url", image_url), ("link_url", link_url),
+                            ("button_text", button_text), ("push_data", push_data)):
+            if value:
+                errors[name] = "only push and Viber messages carry an image, link or button"
+        return errors
+    if image_url and not image_url.lower().startswith("https://"):
+        errors["image_url"] = "must be an https:// URL (apps and Viber refuse plain http images)"
+    if link_url:
+        problem = _link_problem(link_url)
+        if problem:
+            errors["link_url"] = problem
+        elif channel == "viber" and not link_url.lower().startswith(("https://", "http://")):
+            errors["link_url"] = "a Viber button opens a web page: an http(s) URL"
+    if button_text and channel != "viber":
+        errors["button_text"] = "only Viber messages have a button; a push opens its link"
+    elif button_text and not link_url:
+        errors["button_text"] = "a button needs the link it opens (link_url)"
+    if push_data and channel != "push":
+        errors["push_data"] = "only push messages carry data for the app"
+    elif push_data:
+        if not isinstance(push_data, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in push_data.items()):
+            errors["push_data"] = 'must be an object of text keys and text values: {"k": "v"}'
+        elif reserved := sorted(PUSH_DATA_RESERVED & push_data.keys()):
+            errors["push_data"] = f"{', '.join(reserved)}: set by Engage; use other keys"
+    return errors
+
+
+def template_rich_content(template: Any) -> dict[str, Any]:
+    """The OutboundMessage fields a template gives every member alike: image, link, button,
+    push data (they hold no placeholders)."""
+    return {"image_url": template.image_url, "link_url": template.link_url,
+            "button_text": template.button_text, "data": dict(template.push_data or {})}
+
+
+def template_validate(*, channel: str, subject: str, body: str, html_body: str = "",
+                      image_url: str = "", link_url: str = "", button_text: str = "",
+                      push_data: Any = None) -> None:
+    """Raise ValidationError naming the field whose syntax, placeholders or content is wrong."""
+    errors: dict[str, str] = rich_content_errors(
+        channel=channel, image_url=image_url, link_url=link_url, button_text=button_text,
+        push_data=push_data or {})
     names = MESSAGE_PLACEHOLDERS.get(channel, frozenset())
     for field, source in (("subject", subject), ("body", body), ("html_body", html_body)):
         if not source:

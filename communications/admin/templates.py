@@ -16,7 +16,8 @@ from communications.models import (
 )
 from communications.renderers import MEMBER_PLACEHOLDERS
 
-TEMPLATE_FIELDS = ["name", "channel", "language", "subject", "body", "mjml_body", "html_body"]
+TEMPLATE_FIELDS = ["name", "channel", "language", "subject", "body", "mjml_body", "html_body",
+                   "image_url", "link_url", "button_text", "push_data"]
 PLACEHOLDERS_HELP = "Placeholders: " + ", ".join(
     f"{{{{ member.{name} }}}}" for name in sorted(MEMBER_PLACEHOLDERS)
 ) + "; in email also {{ unsubscribe_url }} (the member's one-click unsubscribe link)."

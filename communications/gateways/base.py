@@ -45,12 +45,35 @@ class GatewayError(Exception):
 
 @dataclass(frozen=True)
 class OutboundMessage:
+    """One message as an adapter sends it, rendered for its member.
+
+    Besides the text, push and Viber messages may carry an image (`image_url`), a link the
+    message opens (`link_url`: a web URL or an app deep link such as `myapp://offers/7`) under a
+    button (`button_text`, Viber), and, for push, `data` the app reads (string keys and values).
+    """
+
     message_id: int
     address: str
     subject: str
     body: str
     html_body: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    image_url: str = ""
+    link_url: str = ""
+    button_text: str = ""
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+def push_data(outbound: OutboundMessage) -> dict[str, str]:
+    """The data every push provider hands the app: the template's data, the link a tap opens
+    and the image, and Engage's message id, with which the app reports the push read
+    (`POST /api/v1/me/messages/<id>/read/`) and which maps the read back to the Message row."""
+    data = {**outbound.data, "engage_message_id": str(outbound.message_id)}
+    if outbound.link_url:
+        data["link"] = outbound.link_url
+    if outbound.image_url:
+        data["image"] = outbound.image_url
+    return data
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from communications.gateways.base import (
     OutboundMessage,
     SendResult,
     gateway_error_text,
+    push_data,
     register,
     send_concurrently,
 )
@@ -196,9 +197,9 @@ def _message_json(outbound: OutboundMessage) -> bytes:
         notification["title"] = outbound.subject
     if outbound.body:
         notification["body"] = outbound.body
-    # The app reports opens with this id, which maps the open back to our Message row.
-    message: dict[str, Any] = {"token": outbound.address,
-                               "data": {"engage_message_id": str(outbound.message_id)}}
+    if outbound.image_url:
+        notification["image"] = outbound.image_url
+    message: dict[str, Any] = {"token": outbound.address, "data": push_data(outbound)}
     if notification:
         message["notification"] = notification
     return json.dumps({"message": message}, ensure_ascii=False).encode()

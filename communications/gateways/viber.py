@@ -7,8 +7,8 @@ and `type` follows what the message carries (see `message_json`):
 - `text`: the body alone;
 - `picture`: the body as its caption and `media`, the image URL;
 - `rich_media`: one card with the image (if any), the body and one button opening a link.
-The image and the button travel in `OutboundMessage.headers` under MEDIA, BUTTON_URL and
-BUTTON_TEXT, as templates have no fields of their own for them yet.
+The image and the button come from the template's `image_url`, `link_url` and `button_text`
+(OutboundMessage fields of the same names).
 
 The answer is HTTP 200 with `{status, status_message, message_token}`; status 0 is sent and
 `message_token` (a 64-bit number) becomes the provider id that callbacks name. Non-zero statuses:
@@ -71,11 +71,6 @@ VIBER_BASE_URL = "https://chatapi.viber.com"
 SIGNATURE_HEADER = "X-Viber-Content-Signature"
 AUTH_HEADER = "X-Viber-Auth-Token"
 
-# Keys of OutboundMessage.headers a Viber message may carry.
-MEDIA = "viber_media"
-BUTTON_URL = "viber_button_url"
-BUTTON_TEXT = "viber_button_text"
-
 STATUS_NAMES = {
     1: "invalidUrl", 2: "invalidAuthToken", 3: "badData", 4: "missingData",
     5: "receiverNotRegistered", 6: "notSubscribed", 7: "publicAccountBlocked",
@@ -120,19 +115,19 @@ def _http_error(reply: ProviderReply, retry_after: float | None) -> GatewayError
 def message_json(outbound: OutboundMessage, *, sender: Mapping[str, str],
                  default_button_text: str) -> dict[str, Any] | GatewayError:
     """The send_message body for `outbound`, or the permanent error that refuses it."""
-    media = outbound.headers.get(MEDIA, "")
-    button_url = outbound.headers.get(BUTTON_URL, "")
-    button_text = outbound.headers.get(BUTTON_TEXT, "") or default_button_text
+    media = outbound.image_url
+    button_url = outbound.link_url
+    button_text = outbound.button_text or default_button_text
     text = outbound.body
     if not text.strip() and not media:
         return GatewayError("the message has neither text nor an image", code="empty",
                             permanent=True)
-    for key, url in ((MEDIA, media), (BUTTON_URL, button_url)):
+    for key, url in (("image_url", media), ("link_url", button_url)):
         if url and not is_http_url(url):
             return GatewayError(f"{key} must be an http(s) URL, not {url[:100]!r}",
                                 code="bad_url", permanent=True)
-    if outbound.headers.get(BUTTON_TEXT) and not button_url:
-        return GatewayError("a button needs its link (viber_button_url)", code="bad_button",
+    if outbound.button_text and not button_url:
+        return GatewayError("a button needs its link (link_url)", code="bad_button",
                             permanent=True)
     limit = MAX_CAPTION if media and not button_url else MAX_TEXT
     if len(text) > limit:

@@ -28,7 +28,12 @@ from communications.gateways import (
 )
 from communications.models import Mailing, Message, MessageStatusChange
 from communications.ratelimit import gateway_bucket
-from communications.renderers import CompiledTemplate, member_context, member_value_paths
+from communications.renderers import (
+    CompiledTemplate,
+    member_context,
+    member_value_paths,
+    template_rich_content,
+)
 from communications.services.cascade import cascade_pending, mailing_step
 from communications.services.compliance import (
     MailingRules,
@@ -274,6 +279,7 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     )
     template = CompiledTemplate(subject=step.template.subject, body=step.template.body,
                                 html_body=step.template.html_body)
+    rich_content = template_rich_content(step.template)
     links = (unsubscribe_urls(member_ids=[row["member_id"] for row in rows],
                               channel=Channel.EMAIL, mailing_id=mailing_id)
              if channel == Channel.EMAIL else {})
@@ -293,7 +299,7 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
         outbound.append(OutboundMessage(
             message_id=row["pk"], address=row["address"], subject=rendered.subject,
             body=rendered.body, html_body=html_body,
-            headers=list_unsubscribe_headers(link) if link else {},
+            headers=list_unsubscribe_headers(link) if link else {}, **rich_content,
         ))
     bucket = (gateway_bucket(gateway_id=gateway.pk, rate=rate)
               if rate is not None else None)

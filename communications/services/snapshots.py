@@ -35,7 +35,9 @@ SNAPSHOT_CHANNELS = frozenset({*ADDRESS_FIELDS, Channel.PUSH, *MESSENGER_CHANNEL
 # The device platforms a push provider can reach: FCM takes only Firebase registration tokens
 # (given an APNs or Huawei token it answers INVALID_ARGUMENT, and the device would be
 # deactivated for nothing). A provider not listed (the development sink) takes every platform.
-PUSH_PLATFORMS: dict[str, tuple[str, ...]] = {"fcm": (Device.Platform.FCM,)}
+PUSH_PLATFORMS: dict[str, tuple[str, ...]] = {
+    "fcm": (Device.Platform.FCM,), "apns": (Device.Platform.APNS,),
+    "hms": (Device.Platform.HMS,), "webpush": (Device.Platform.WEBPUSH,)}
 # Likewise the networks a messenger provider reaches; by default every network of the channel.
 MESSENGER_NETWORKS: dict[str, tuple[str, ...]] = {
     "viber": (MessengerAccount.Network.VIBER,), "telegram": (MessengerAccount.Network.TELEGRAM,)}

@@ -23,7 +23,12 @@ from django.utils import timezone
 from communications.gateways import GATEWAYS, GatewayError, OutboundMessage, SendResult
 from communications.models import Mailing, Message, MessageStatusChange
 from communications.ratelimit import gateway_bucket
-from communications.renderers import MEMBER_VALUE_PATHS, CompiledTemplate, member_context
+from communications.renderers import (
+    MEMBER_VALUE_PATHS,
+    CompiledTemplate,
+    member_context,
+    template_rich_content,
+)
 from communications.services.dispatch import (
     MAX_ATTEMPTS,
     list_unsubscribe_headers,
@@ -92,6 +97,7 @@ def mailing_test_send(*, mailing: Mailing, member_ids: Sequence[int] = (),
     ids = _messages_create(mailing=mailing, channel=channel, recipients=recipients, by=by)
     template = CompiledTemplate(subject=mailing.template.subject, body=mailing.template.body,
                                 html_body=mailing.template.html_body)
+    rich_content = template_rich_content(mailing.template)
     outbound: list[OutboundMessage] = []
     results: list[SendResult] = []
     for pk, recipient in zip(ids, recipients, strict=True):
@@ -108,7 +114,8 @@ def mailing_test_send(*, mailing: Mailing, member_ids: Sequence[int] = (),
                    if recipient.member_id is not None and recipient.unsubscribe_url else {})
         outbound.append(OutboundMessage(message_id=pk, address=recipient.address,
                                         subject=subject, body=rendered.body,
-                                        html_body=rendered.html_body, headers=headers))
+                                        html_body=rendered.html_body, headers=headers,
+                                        **rich_content))
     results += _send(mailing=mailing, outbound=outbound)
     # Every attempt is the last: a transient error fails the test instead of queueing it.
     messages_record_results(results=results, attempts={pk: MAX_ATTEMPTS for pk in ids},

@@ -176,3 +176,20 @@ def test_push_batches_reach_fcm_with_each_members_token_and_rendered_text(fcm_pe
         str(messages[ann.pk].pk), str(messages[bob.pk].pk)}
     mailing.refresh_from_db()
     assert mailing.state == Mailing.State.COMPLETED
+
+
+def test_a_push_mailing_sends_the_templates_image_deep_link_and_data(fcm_peer):
+    QuietHours.objects.filter(channel="push").delete()
+    _push_member(token="ann-phone", first_name="Ann")
+    mailing = _push_mailing(gateway_settings=fcm_peer.gateway_settings())
+    mailing.template.image_url = "https://cdn.example.com/autumn.jpg"
+    mailing.template.link_url = "myapp://offers/7"
+    mailing.template.push_data = {"offer_id": "7"}
+    mailing.template.save()
+    _prepare(mailing)
+
+    message_batch_dispatch(mailing_id=mailing.pk)
+
+    [pushed] = fcm_peer.received
+    assert pushed.image == "https://cdn.example.com/autumn.jpg"
+    assert (pushed.data["link"], pushed.data["offer_id"]) == ("myapp://offers/7", "7")

@@ -93,3 +93,40 @@ def test_a_social_template_with_markup_is_refused_naming_the_body():
 def test_a_social_template_in_plain_prose_is_accepted():
     template_validate(channel="social", subject="",
                       body="Hi {{ member.first_name }}, a 5* weekend awaits: summer_sale_10")
+
+
+def test_a_push_template_takes_an_https_image_a_deep_link_and_text_data():
+    template_validate(channel="push", subject="Offer", body="Tap to see it",
+                      image_url="https://cdn.example.com/a.jpg", link_url="myapp://offers/7",
+                      push_data={"offer_id": "7"})
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"image_url": "http://cdn.example.com/a.jpg"}, "image_url"),
+    ({"link_url": "offers/7"}, "link_url"),
+    ({"link_url": "javascript:alert(1)"}, "link_url"),
+    ({"button_text": "Open"}, "button_text"),
+    ({"push_data": {"offer_id": 7}}, "push_data"),
+    ({"push_data": {"engage_message_id": "1"}}, "push_data"),
+])
+def test_a_push_templates_bad_rich_content_is_refused_by_field(fields, named):
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="push", subject="Offer", body="Tap", **fields)
+
+    assert list(error.value.message_dict) == [named]
+
+
+def test_a_viber_button_needs_a_web_link():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="viber", subject="", body="Offer", button_text="See it",
+                          link_url="myapp://offers/7")
+
+    assert "http(s) URL" in error.value.message_dict["link_url"][0]
+
+
+def test_an_sms_template_carries_no_image_or_link():
+    with pytest.raises(ValidationError) as error:
+        template_validate(channel="sms", subject="", body="Offer",
+                          image_url="https://cdn.example.com/a.jpg")
+
+    assert "only push and Viber" in error.value.message_dict["image_url"][0]

@@ -58,6 +58,7 @@ class Pushed:
     body: str | None
     data: dict[str, str]
     name: str
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,8 @@ class FcmPeer(ThreadedAiohttpPeer):
         peer = request.transport.get_extra_info("peername") if request.transport else None
         with self.lock:
             self._received.append(Pushed(token, notification.get("title"),
-                                         notification.get("body"), data, name))
+                                         notification.get("body"), data, name,
+                                         notification.get("image")))
             if peer:
                 self._connections.add(peer[:2])
         if token in script.stalled:

@@ -57,6 +57,20 @@ def test_a_batch_reaches_fcm_with_title_body_and_message_id(fcm_peer):
     ]
 
 
+def test_a_push_carries_its_image_deep_link_and_the_templates_data(fcm_peer):
+    push = OutboundMessage(message_id=7, address="device-7", subject="Offer", body="Tap",
+                           image_url="https://cdn.example.com/autumn.jpg",
+                           link_url="myapp://offers/7", data={"offer_id": "7"})
+
+    _send(_gateway(fcm_peer.gateway_settings()), [push])
+
+    [pushed] = fcm_peer.received
+    assert pushed.image == "https://cdn.example.com/autumn.jpg"
+    assert pushed.data == {"offer_id": "7", "link": "myapp://offers/7",
+                           "image": "https://cdn.example.com/autumn.jpg",
+                           "engage_message_id": "7"}
+
+
 def test_results_come_back_in_batch_order_with_fcms_message_names(fcm_peer):
     results = _send(_gateway(fcm_peer.gateway_settings(concurrency=8)),
                     [_push(n) for n in range(1, 31)])

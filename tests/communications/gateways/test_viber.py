@@ -20,9 +20,6 @@ from communications.gateways import (
 )
 from communications.gateways.viber import (
     ACCOUNT_GONE_CODES,
-    BUTTON_TEXT,
-    BUTTON_URL,
-    MEDIA,
     ViberGateway,
     callback_signature,
 )
@@ -56,10 +53,9 @@ def _gateway(settings: dict, *, sender: str = "Engage Club") -> BaseGateway:
 
 
 def _message(n: int, receiver: str | None = None, body: str | None = None,
-             **headers: str) -> OutboundMessage:
+             **rich: str) -> OutboundMessage:
     return OutboundMessage(message_id=n, address=receiver or f"viber-user-{n}=", subject="",
-                           body=f"Your points, member {n}" if body is None else body,
-                           headers=headers)
+                           body=f"Your points, member {n}" if body is None else body, **rich)
 
 
 def _send(gateway: BaseGateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
@@ -102,7 +98,7 @@ def test_sent_messages_cost_the_gateway_price(viber_peer):
 
 def test_a_message_with_an_image_goes_as_a_picture_with_its_caption(viber_peer):
     [result] = _send(_gateway(viber_peer.gateway_settings()),
-                     [_message(1, body="Autumn offer", **{MEDIA: IMAGE})])
+                     [_message(1, body="Autumn offer", image_url=IMAGE)])
 
     [sent] = viber_peer.sent
     assert result.ok
@@ -111,7 +107,7 @@ def test_a_message_with_an_image_goes_as_a_picture_with_its_caption(viber_peer):
 
 def test_a_message_with_a_button_goes_as_rich_media_with_one_link_button(viber_peer):
     [result] = _send(_gateway(viber_peer.gateway_settings()), [_message(
-        1, body="Autumn offer", **{MEDIA: IMAGE, BUTTON_URL: LINK, BUTTON_TEXT: "See offer"})])
+        1, body="Autumn offer", image_url=IMAGE, link_url=LINK, button_text="See offer")])
 
     [sent] = viber_peer.sent
     assert result.ok
@@ -125,7 +121,7 @@ def test_a_message_with_a_button_goes_as_rich_media_with_one_link_button(viber_p
 
 def test_a_button_without_its_link_is_refused_unsent(viber_peer):
     [result] = _send(_gateway(viber_peer.gateway_settings()),
-                     [_message(1, **{BUTTON_TEXT: "See offer"})])
+                     [_message(1, button_text="See offer")])
 
     assert result.error.permanent and result.error.code == "bad_button"
     assert viber_peer.requests == []
@@ -133,7 +129,7 @@ def test_a_button_without_its_link_is_refused_unsent(viber_peer):
 
 def test_a_caption_over_vibers_768_characters_is_refused_unsent(viber_peer):
     [result] = _send(_gateway(viber_peer.gateway_settings()),
-                     [_message(1, body="x" * 769, **{MEDIA: IMAGE})])
+                     [_message(1, body="x" * 769, image_url=IMAGE)])
 
     assert result.error.permanent and result.error.code == "too_long"
     assert viber_peer.requests == []
