@@ -129,6 +129,10 @@ class BaseGateway:
     # from the plain settings (communications/secrets.py) and never shown in the admin;
     # `config.settings` holds both, so the adapter reads them like any other setting.
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    # Error codes after which the address will never work again for this provider (a push
+    # token the service unregistered, a messenger account gone): the device or account is
+    # deactivated (communications.services.statuses), so no snapshot addresses it again.
+    dead_address_codes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -182,6 +186,12 @@ GATEWAYS: dict[str, type[BaseGateway]] = {}
 def register(cls: type[BaseGateway]) -> type[BaseGateway]:
     GATEWAYS[cls.provider] = cls
     return cls
+
+
+def dead_address_codes(channels: frozenset[str]) -> frozenset[str]:
+    """Every provider's dead-address codes, of the providers that send on `channels`."""
+    return frozenset().union(*(adapter.dead_address_codes for adapter in GATEWAYS.values()
+                               if adapter.channels & channels))
 
 
 async def send_concurrently(batch: Sequence[OutboundMessage],

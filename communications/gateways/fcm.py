@@ -211,6 +211,7 @@ class FcmGateway(BaseGateway):
     channels = frozenset({"push"})
     # The whole service-account JSON when given as one (it holds the private key).
     secret_settings = ("service_account", "private_key")
+    dead_address_codes = TOKEN_INVALID_CODES
 
     @classmethod
     def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:

@@ -101,6 +101,7 @@ class TelegramGateway(HttpBatchGateway):
     channels = frozenset({"social"})
     provider_label = "the Telegram Bot API"
     secret_settings = ("bot_token",)
+    dead_address_codes = ACCOUNT_GONE_CODES
 
     @classmethod
     def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:

@@ -166,6 +166,7 @@ class ViberGateway(HttpBatchGateway):
     channels = frozenset({"viber"})
     provider_label = "the Viber API"
     secret_settings = ("auth_token",)
+    dead_address_codes = ACCOUNT_GONE_CODES
 
     @classmethod
     def settings_errors(cls, settings: Mapping[str, Any]) -> dict[str, str]:

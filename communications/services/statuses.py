@@ -38,7 +38,8 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from communications.gateways import Receipt, SendResult, fcm, telegram, viber
+from communications.gateways import Receipt, SendResult
+from communications.gateways.base import dead_address_codes
 from communications.models import Message, MessageStatusChange, ProviderReceipt
 from communications.ratelimit import ratelimit_redis
 from members.models import Channel, Device, MessengerAccount, Suppression
@@ -226,9 +227,8 @@ def _insert_unnest(model: type[Model], *, fixed: dict[str, tuple[str, Any]],
 
 # --- push tokens ----------------------------------------------------------------------------
 
-# Provider codes after which a push token will never work again (each provider module keeps
-# its own table).
-DEAD_TOKEN_CODES = fcm.TOKEN_INVALID_CODES
+# Provider codes after which a push token will never work again (each adapter names its own).
+DEAD_TOKEN_CODES = dead_address_codes(frozenset({Channel.PUSH}))
 
 
 def push_devices_deactivate(*, results: Sequence[SendResult]) -> int:
@@ -257,7 +257,7 @@ def push_devices_deactivate(*, results: Sequence[SendResult]) -> int:
 
 
 # Messenger answers that the member's account cannot be reached by this sender any more.
-DEAD_ACCOUNT_CODES = viber.ACCOUNT_GONE_CODES | telegram.ACCOUNT_GONE_CODES
+DEAD_ACCOUNT_CODES = dead_address_codes(frozenset({Channel.VIBER, Channel.SOCIAL}))
 
 
 def messenger_accounts_deactivate(*, results: Sequence[SendResult]) -> int:
