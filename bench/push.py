@@ -46,10 +46,15 @@ WHAT = ("start of a push mailing (title + body, personalized) to the {n} first a
         "from the start instead; every message checked `sent` and counted by the peer")
 
 
-def push_audience_ensure(count: int) -> list[int]:
-    """The ids of the `count` first active members, each given an active Firebase device and
-    a granted push consent (with its ledger event) where they lack one. One statement per table,
-    whatever `count`; rows already there are left as they are."""
+def push_audience_ensure(count: int, *, platform: str = Device.Platform.FCM,
+                         token_sql: str = "") -> list[int]:
+    """The ids of the `count` first active members, each given an active device of `platform`
+    (Firebase by default) and a granted push consent (with its ledger event) where they lack
+    one. One statement per table, whatever `count`; rows already there are left as they are.
+
+    `token_sql` is the SQL expression of a device's token from the member's `id` (an APNs
+    token is 64 hex digits, a web-push subscription a JSON object); by default a Firebase-like
+    token. Every token must start with TOKEN_PREFIX, which marks the bench's devices."""
     ids = list(Member.objects.filter(status=Member.Status.ACTIVE).order_by("pk")
                .values_list("pk", flat=True)[:count])
     if len(ids) < count:
@@ -60,13 +65,15 @@ def push_audience_ensure(count: int) -> list[int]:
     now = timezone.now()
     # Tokens unique per member, padded to FCM's length so payloads and rows are realistic.
     pad = TOKEN_LENGTH - len(TOKEN_PREFIX) - 10
+    token_sql = token_sql or (
+        f"'{TOKEN_PREFIX}' || lpad(id::text, 10, '0') || repeat('x', {pad})")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {devices} (member_id, platform, token, app, last_seen_at, is_active, "
-            f"created_at) SELECT id, %s, %s || lpad(id::text, 10, '0') || repeat('x', %s), "
+            f"created_at) SELECT id, %s, {token_sql}, "
             f"'club.engage.app', %s, true, %s FROM unnest(%s::bigint[]) AS id "
             f"ON CONFLICT (platform, token) DO NOTHING",
-            [Device.Platform.FCM, TOKEN_PREFIX, pad, now, now, ids],
+            [platform, now, now, ids],
         )
         added = cursor.rowcount
         cursor.execute(
@@ -123,10 +130,11 @@ def _audience_list(ids: list[int]) -> TargetGroup:
     return group
 
 
-def push_mailing_create(*, target_group: TargetGroup, gateway_settings: dict[str, Any]) -> Mailing:
-    """A draft push mailing through an FCM gateway pointed at the peer."""
-    gateway, _ = Gateway.objects.update_or_create(name="bench fcm", defaults={
-        "channel": "push", "provider": "fcm", "settings": gateway_settings, "sender": "",
+def push_mailing_create(*, target_group: TargetGroup, gateway_settings: dict[str, Any],
+                        provider: str = "fcm") -> Mailing:
+    """A draft push mailing through a gateway of `provider` pointed at the peer."""
+    gateway, _ = Gateway.objects.update_or_create(name=f"bench {provider}", defaults={
+        "channel": "push", "provider": provider, "settings": gateway_settings, "sender": "",
         "is_active": True})
     template, _ = Template.objects.update_or_create(name="bench push points", defaults={
         "channel": "push", "language": "en", "subject": TITLE, "body": BODY, "html_body": ""})
@@ -134,15 +142,18 @@ def push_mailing_create(*, target_group: TargetGroup, gateway_settings: dict[str
                                   template=template, gateway=gateway)
 
 
-def push_mailing_send(*, target_group: TargetGroup) -> dict[str, Any]:
-    """One push mailing to the group through running workers and a fresh peer.
+def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
+                      url_setting: str = "endpoint") -> dict[str, Any]:
+    """One push mailing to the group through running workers and a fresh peer
+    (`tests.peers.<provider>` in its own process, reached at its `url_setting`).
 
     Raises unless every message was sent and the peer accepted exactly as many pushes.
     """
     mailings_clear()
     broker_flush()
-    with PeerProcess("fcm", url_setting="endpoint") as peer:
-        mailing = push_mailing_create(target_group=target_group, gateway_settings=peer.settings)
+    with PeerProcess(provider, url_setting=url_setting) as peer:
+        mailing = push_mailing_create(target_group=target_group, gateway_settings=peer.settings,
+                                      provider=provider)
         expected = StaticListMember.objects.filter(
             static_list__name=LIST_NAME).count()
         with_snapshot = mailing_run_until_completed(mailing, timeout=120 + expected / 100)
