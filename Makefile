@@ -15,7 +15,7 @@ BENCH_ENV := DEBUG=0 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secre
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage_bench} \
 	CELERY_BROKER_URL=$${BENCH_BROKER_URL:-redis://127.0.0.1:6379/14}
 
-.PHONY: run test bench services install lint clean
+.PHONY: run test bench services install lint clean messages
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ services:
 test: install
 	bash .ci/services.sh --browser
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The member pages' translations: extract, fill from locale/ru.json, compile (GNU gettext).
+messages: install
+	DEBUG=1 $(BIN)/python manage.py makemessages -l ru --ignore=.venv --ignore=var \
+	  --ignore='tests/*' --ignore='bench/*' --no-obsolete
+	$(BIN)/python locale/translate.py ru
+	DEBUG=1 $(BIN)/python manage.py compilemessages -l ru --ignore=.venv
 
 lint: install
 	$(BIN)/ruff check .

@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of a page from the browser (a signed-in member's own: account_views).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -139,6 +141,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LANGUAGE_CODE = "en"
+# The languages of the member's pages and messages (translations in locale/).
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -293,6 +298,13 @@ ENGAGE_EMAIL_CONFIRMATION_MAX_AGE = env.int("ENGAGE_EMAIL_CONFIRMATION_MAX_AGE",
                                             default=7 * 24 * 3600)
 # The gateway (by name) that sends transactional email such as confirmations; blank means the
 # first active email gateway.
+# Member sign-in (members/services/sign_in.py): one-time codes and their limits.
+ENGAGE_SIGN_IN_CODE_TTL = timedelta(seconds=env.int("ENGAGE_SIGN_IN_CODE_TTL", default=600))
+ENGAGE_SIGN_IN_CODE_ATTEMPTS = env.int("ENGAGE_SIGN_IN_CODE_ATTEMPTS", default=5)
+ENGAGE_SIGN_IN_CODES_PER_ADDRESS = env.int("ENGAGE_SIGN_IN_CODES_PER_ADDRESS", default=5)
+ENGAGE_SIGN_IN_CODES_PER_IP = env.int("ENGAGE_SIGN_IN_CODES_PER_IP", default=30)
+ENGAGE_SIGN_IN_FAILURES_PER_IP = env.int("ENGAGE_SIGN_IN_FAILURES_PER_IP", default=50)
+ENGAGE_PROGRAM_NAME = env.str("ENGAGE_PROGRAM_NAME", default="Engage Club")
 ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY = env.str("ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY", default="")
 # django-anymail: the basic auth ("user:password") email services must send with their tracking
 # webhooks (hooks/anymail/<esp>/tracking/); unset, those webhooks refuse every call. ESP

@@ -19,6 +19,8 @@ urlpatterns = [
     # Pages members reach from a message, without signing in: unsubscribe, preferences,
     # address confirmation.
     path("", include("members.public_urls")),
+    # The member's account pages, signed in with a one-time code.
+    path("account/", include("members.account_urls")),
     # Inbound calls from providers (SMS replies, receipts), each authenticated by signature.
     path("hooks/", include("communications.webhook_urls")),
     # Email services' tracking events, parsed by django-anymail (ANYMAIL_WEBHOOK_SECRET).

@@ -14,6 +14,19 @@ from django.db import transaction
 
 # (member_id) -> None: send the double opt-in confirmation email (communications).
 EMAIL_CONFIRMATION_REQUESTED: list[Callable[[int], None]] = []
+# (member, channel, address, code) -> None: send a sign-in code as a transactional message
+# (communications), after the code's row commits.
+SIGN_IN_CODE_REQUESTED: list[Callable[[Any, str, str, str], None]] = []
+# The member's account pages other apps add (offers, favorite products, inbox, feedback...):
+# (url name, label), in the order of the navigation.
+ACCOUNT_SECTIONS: list[tuple[str, Any]] = []
+# (member) -> {key: data}: what another app adds to the app's home call (GET /api/v1/me/home/)
+# and the account's home page, e.g. active offers or the unread count. Must be cheap: the home
+# call is the app's most frequent request.
+ACCOUNT_HOME: list[Callable[[Any], dict[str, Any]]] = []
+# Templates the account's home page includes, in order, each given `home` (what the
+# ACCOUNT_HOME handlers returned, merged) and `account_member`.
+ACCOUNT_HOME_TEMPLATES: list[str] = []
 # (member) -> {section: data}: the member's data another app holds, for a privacy export.
 MEMBER_EXPORT: list[Callable[[Any], dict[str, Any]]] = []
 # (member) -> {what: count} or None: anonymize what another app holds about the member, inside

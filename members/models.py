@@ -382,3 +382,55 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} member={self.member_id}"
+
+
+class SignInCode(models.Model):
+    """A one-time code a member asked for to sign in to their account pages or the app.
+
+    Every request is a row, also for an address no member has (nothing is sent then, and the
+    answer looks the same), so the per-address and per-IP limits count one table. Only a
+    keyed hash of the code is stored.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, null=True, blank=True,
+                               related_name="sign_in_codes")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    address = models.CharField(max_length=254, help_text="Normalized: lower-case email or E.164.")
+    code_hash = models.CharField(max_length=64)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["address", "created_at"], name="signincode_address_idx"),
+            models.Index(fields=["ip_address", "created_at"], name="signincode_ip_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sign-in code for {self.channel}:{self.address} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class MemberToken(models.Model):
+    """An app's credential for one member on one device: shown once, stored as a SHA-256 hash,
+    listed per device in the account and revocable there or by support."""
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True,
+                            help_text="The device, as the app names it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "created_at"], name="membertoken_member_idx")]
+
+    def __str__(self) -> str:
+        return f"token {self.pk} of member {self.member_id} ({self.name or 'unnamed device'})"

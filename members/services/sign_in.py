@@ -1,0 +1,197 @@
+"""Member sign-in with a one-time code sent to the member's email or phone.
+
+The code goes out through the program's own gateways as a transactional message (the
+SIGN_IN_CODE_REQUESTED hook; communications sends it), not a marketing one: consent and
+frequency rules do not apply, only the suppression list. The answer to a request is the same
+whether or not a member has the address, so the form cannot be used to find out who is a
+member; the limits still count such requests.
+
+Limits (settings): a code lives ENGAGE_SIGN_IN_CODE_TTL; ENGAGE_SIGN_IN_CODE_ATTEMPTS wrong
+tries spend it; an address gets at most ENGAGE_SIGN_IN_CODES_PER_ADDRESS and an IP address
+ENGAGE_SIGN_IN_CODES_PER_IP codes an hour, and an IP address at most
+ENGAGE_SIGN_IN_FAILURES_PER_IP wrong codes an hour. Every refusal is a SignInRefused with a
+stable `code` the app can switch on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from members import hooks
+from members.models import Member, MemberToken, SignInCode
+from members.services.phones import phone_normalize
+
+CODE_DIGITS = 6
+TOKEN_PREFIX = "mt_"
+LIMIT_WINDOW = timedelta(hours=1)
+
+
+class SignInRefused(Exception):
+    """A sign-in step refused, with a stable code: invalid_address, too_many_codes,
+    too_many_attempts, invalid_code, expired_code."""
+
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SignInAddress:
+    channel: str
+    address: str
+
+
+def sign_in_address_parse(raw: str) -> SignInAddress:
+    """An email or a phone number as the member typed it, normalized for lookup."""
+    raw = (raw or "").strip()
+    if "@" in raw:
+        try:
+            validate_email(raw)
+        except ValidationError as exc:
+            raise SignInRefused("invalid_address", f"{raw[:100]!r} is not an email address") \
+                from exc
+        return SignInAddress(SignInCode.Channel.EMAIL, raw.lower())
+    try:
+        phone = phone_normalize(raw)
+    except ValidationError as exc:
+        raise SignInRefused("invalid_address",
+                            "enter the email address or phone number of your membership") from exc
+    if not phone:
+        raise SignInRefused("invalid_address",
+                            "enter the email address or phone number of your membership")
+    return SignInAddress(SignInCode.Channel.SMS, phone)
+
+
+def _code_hash(code_id: int, code: str) -> str:
+    key = f"{settings.SECRET_KEY}:sign-in".encode()
+    return hmac.new(key, f"{code_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _member_for(target: SignInAddress) -> Member | None:
+    members = Member.objects.filter(status=Member.Status.ACTIVE)
+    if target.channel == SignInCode.Channel.EMAIL:
+        members = members.filter(email__iexact=target.address)
+    else:
+        members = members.filter(phone=target.address)
+    return members.order_by("pk").first()
+
+
+def _retry_after(oldest: SignInCode | None, now) -> int:
+    if oldest is None:
+        return int(LIMIT_WINDOW.total_seconds())
+    return max(1, int((oldest.created_at + LIMIT_WINDOW - now).total_seconds()))
+
+
+def sign_in_code_request(*, raw_address: str, ip_address: str | None) -> SignInCode:
+    """Record a code for the address and, when a member has it, send it to them."""
+    target = sign_in_address_parse(raw_address)
+    now = timezone.now()
+    since = now - LIMIT_WINDOW
+    recent = SignInCode.objects.filter(created_at__gte=since)
+    for scope, limit in ((recent.filter(address=target.address),
+                          settings.ENGAGE_SIGN_IN_CODES_PER_ADDRESS),
+                         (recent.filter(ip_address=ip_address) if ip_address else None,
+                          settings.ENGAGE_SIGN_IN_CODES_PER_IP)):
+        if scope is not None and scope.count() >= limit:
+            raise SignInRefused("too_many_codes", "too many codes asked for; try again later",
+                                retry_after=_retry_after(scope.order_by("created_at").first(),
+                                                         now))
+    member = _member_for(target)
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    with transaction.atomic():
+        row = SignInCode.objects.create(
+            member=member, channel=target.channel, address=target.address, code_hash="",
+            ip_address=ip_address, created_at=now,
+            expires_at=now + settings.ENGAGE_SIGN_IN_CODE_TTL)
+        row.code_hash = _code_hash(row.pk, code)
+        row.save(update_fields=["code_hash"])
+        if member is not None:
+            for handler in hooks.SIGN_IN_CODE_REQUESTED:
+                handler(member, target.channel, target.address, code)
+    return row
+
+
+def sign_in_code_verify(*, raw_address: str, code: str, ip_address: str | None) -> Member:
+    """The member the code signs in, the code spent; SignInRefused otherwise, nothing else
+    changed than the attempt counted."""
+    target = sign_in_address_parse(raw_address)
+    now = timezone.now()
+    if ip_address:
+        failures = SignInCode.objects.filter(
+            ip_address=ip_address, created_at__gte=now - LIMIT_WINDOW,
+        ).aggregate(n=Sum("attempts"))["n"] or 0
+        if failures >= settings.ENGAGE_SIGN_IN_FAILURES_PER_IP:
+            raise SignInRefused("too_many_attempts", "too many wrong codes; try again later",
+                                retry_after=int(LIMIT_WINDOW.total_seconds()))
+    with transaction.atomic():
+        row = (SignInCode.objects.select_for_update()
+               .filter(address=target.address, used_at__isnull=True)
+               .order_by("-created_at").first())
+        if row is None:
+            raise SignInRefused("invalid_code", "this code is not valid; ask for a new one")
+        if row.attempts >= settings.ENGAGE_SIGN_IN_CODE_ATTEMPTS:
+            raise SignInRefused("too_many_attempts",
+                                "too many wrong tries for this code; ask for a new one")
+        if row.expires_at <= now:
+            raise SignInRefused("expired_code", "this code has expired; ask for a new one")
+        given = "".join(ch for ch in (code or "") if not ch.isspace())
+        if row.member_id is None or not hmac.compare_digest(row.code_hash,
+                                                            _code_hash(row.pk, given)):
+            SignInCode.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+            # Raised after the atomic block commits the counted attempt.
+            refused = SignInRefused("invalid_code", "this code is not valid")
+        else:
+            SignInCode.objects.filter(pk=row.pk).update(used_at=now)
+            refused = None
+    if refused is not None:
+        raise refused
+    return Member.objects.get(pk=row.member_id)
+
+
+def _token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def member_token_issue(*, member: Member, name: str = "") -> tuple[MemberToken, str]:
+    """A new app token for the member: the row and the raw token, which is shown only now."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = MemberToken.objects.create(member=member, key_hash=_token_hash(raw),
+                                       name=name[:100])
+    return token, raw
+
+
+def member_token_member(raw: str) -> tuple[Member, MemberToken] | None:
+    """The active member and live token a raw token stands for, or None."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    token = (MemberToken.objects.select_related("member")
+             .filter(key_hash=_token_hash(raw), revoked_at__isnull=True,
+                     member__status=Member.Status.ACTIVE).first())
+    if token is None:
+        return None
+    now = timezone.now()
+    # Written at most once a minute: a write per request would cost every app call a commit.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        MemberToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token.member, token
+
+
+def member_token_revoke(*, member: Member, token_id: int) -> bool:
+    """Revoke one of the member's own tokens; False when they have no such live token."""
+    return bool(MemberToken.objects.filter(
+        pk=token_id, member=member, revoked_at__isnull=True,
+    ).update(revoked_at=timezone.now()))
