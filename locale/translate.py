@@ -1,7 +1,8 @@
 """Fill the Russian catalog's empty entries from ru.json, then compile: `make messages`.
 
 makemessages writes locale/ru/LC_MESSAGES/django.po from the sources; the translations are kept
-in locale/ru.json (msgid -> msgstr) so a re-extraction never loses them.
+in locale/ru.json and locale/ru.*.json (msgid -> msgstr, one file per part of the product)
+so a re-extraction never loses them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _quote(text: str) -> str:
 
 def main(language: str = "ru") -> int:
     catalog = HERE / language / "LC_MESSAGES" / "django.po"
-    known = json.loads((HERE / f"{language}.json").read_text(encoding="utf-8"))
+    known: dict[str, str] = {}
+    for path in sorted(HERE.glob(f"{language}*.json")):
+        known.update(json.loads(path.read_text(encoding="utf-8")))
     missing: list[str] = []
 
     def fill(match: re.Match[str]) -> str:

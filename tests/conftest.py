@@ -122,3 +122,68 @@ def browser_page(monkeypatch):
         finally:
             browser.close()
             connections.close_all()
+
+
+# --- the member side ---------------------------------------------------------------------------
+
+@pytest.fixture
+def member_api_client():
+    """`member_api_client(member)`: an APIClient acting for the member with an app token, as
+    the mobile app does after sign-in."""
+    from rest_framework.test import APIClient
+
+    from members.services.sign_in import member_token_issue
+
+    def make(member) -> APIClient:
+        _, raw = member_token_issue(member=member, name="test device")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def account_client():
+    """`account_client(member)`: a Django test client signed in to the member's account pages."""
+    from django.test import Client
+
+    from members.authentication import SESSION_KEY
+
+    def make(member) -> Client:
+        client = Client()
+        session = client.session
+        session[SESSION_KEY] = member.pk
+        session.save()
+        return client
+
+    return make
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts" / "screenshots"
+
+
+def screenshot(page, name: str) -> Path:
+    """Keep a full-page screenshot of a browser test as an artifact (var/test-artifacts/)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def account_sign_in(page, live_server_url: str, member) -> None:
+    """Sign the browser in to the member's account pages, as the member would: ask for a code,
+    read it from the message Engage recorded, type it."""
+    import re
+
+    from communications.models import Message
+
+    page.goto(f"{live_server_url}/account/sign-in/")
+    page.get_by_label("Email or phone number").fill(member.email)
+    page.get_by_role("button", name="Send me a code").click()
+    page.wait_for_url("**/account/sign-in/code/")
+    message = Message.objects.filter(member=member, content__kind="sign_in_code").latest("pk")
+    code = re.search(r"\b(\d{6})\b", message.content["body"]).group(1)
+    page.get_by_label("Code", exact=True).fill(code)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server_url}/account/")
