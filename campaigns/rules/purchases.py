@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Avg, Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from campaigns.rules.spec import (
     Condition,
@@ -128,12 +128,16 @@ def last_purchase_q(cond: Condition, compiler: Any) -> Q:
 
 
 def first_time_buyer_q(cond: Condition, compiler: Any) -> Q:
-    """Exactly one order ever; with `days`, that order was placed in the last N days."""
-    having = Order.objects.values("member_id").annotate(n=Count("id"), last=Max("placed_at"))
-    having = having.filter(n=1)
-    if cond.days is not None:
-        having = having.filter(last__gte=cond.since())
-    q = Q(pk__in=having.values("member_id"))
+    """Exactly one order ever; with `days`, that order was placed in the last N days.
+
+    "An order (in the window) exists and a second one does not": two probes of
+    `order_member_placed_idx` per member, as orders_count does, instead of grouping every
+    order of the program. Under OR or NOT, or checked for one member (the offers a member sees
+    on the app's home call), the grouped form was a hashed scan of all orders.
+    """
+    mine = Order.objects.filter(member=OuterRef("pk")).order_by()
+    recent = mine.filter(placed_at__gte=cond.since()) if cond.days is not None else mine
+    q = Q(Exists(recent)) & ~Exists(mine[1:])
     return q if cond.value else ~q
 
 
