@@ -148,8 +148,7 @@ class Adapter:
     body: str = SHORT_BODY
     subject: str = ""
     html_body: str = ""
-    # Requests in flight per batch; None: the adapter sends one at a time (anymail).
-    concurrency: int | None = GATEWAY_CONCURRENCY
+    concurrency: int = GATEWAY_CONCURRENCY  # requests in flight per batch
     url_setting: str = "base_url"  # the gateway setting naming the peer's address
     settings: dict[str, Any] = field(default_factory=dict)
     what: str = ""
@@ -159,10 +158,8 @@ class Adapter:
         return f"dispatch_{self.name}"
 
     def gateway_settings(self, peer_settings: dict[str, Any]) -> dict[str, Any]:
-        extra = {"timeout": TIMEOUT, **self.settings}
-        if self.concurrency is not None:
-            extra["concurrency"] = self.concurrency
-        return {**peer_settings, **extra}
+        return {**peer_settings, "timeout": TIMEOUT, "concurrency": self.concurrency,
+                **self.settings}
 
 
 ADAPTERS = {adapter.name: adapter for adapter in [
@@ -185,10 +182,10 @@ ADAPTERS = {adapter.name: adapter for adapter in [
                  "member given a Telegram chat and social consent"),
     Adapter("anymail", "postmark", "anymail", "email", "Engage Club <club@engage.example.com>",
             email_audience, body=EMAIL_BODY, subject=EMAIL_SUBJECT, html_body=EMAIL_HTML_BODY,
-            concurrency=None, url_setting="api_url",
+            url_setting="api_url",
             what="an email mailing (text + HTML, personalized) through django-anymail's Postmark "
-                 "backend (one POST /email per message on a requests session, one at a time: "
-                 "the adapter has no concurrency), to the seed's addresses with email consent"),
+                 "backend (one POST /email per message, each thread of the batch on a requests "
+                 "session of its own), to the seed's addresses with email consent"),
 ]}
 
 WHAT = ("start of {adapter_what} to the {n} first such members, to the loopback peer "
@@ -255,13 +252,12 @@ def dispatch_http(options: Options, *, adapter: str) -> Measured:
         if "Traceback" in workers.log_tail():
             raise RuntimeError(f"the worker failed:\n{workers.log_tail()}")
     last = runs[-1]
-    gateway_concurrency = chosen.concurrency if chosen.concurrency is not None else 1
     return Measured(last["sent"], value, options.runs, {
         "what": WHAT.format(adapter_what=chosen.what, n=last["sent"], peer=chosen.peer,
-                            gateway_concurrency=gateway_concurrency, concurrency=CONCURRENCY),
+                            gateway_concurrency=chosen.concurrency, concurrency=CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
-        "concurrency": gateway_concurrency,
+        "concurrency": chosen.concurrency,
         "workers": CONCURRENCY,
         "peer_received_per_run": [r["received"] for r in runs],
         "shared_address_skipped_per_run": [r["shared"] for r in runs],

@@ -54,7 +54,8 @@ def push_audience_ensure(count: int, *, platform: str = Device.Platform.FCM,
 
     `token_sql` is the SQL expression of a device's token from the member's `id` (an APNs
     token is 64 hex digits, a web-push subscription a JSON object); by default a Firebase-like
-    token. Every token must start with TOKEN_PREFIX, which marks the bench's devices."""
+    token. Every token must hold TOKEN_PREFIX, which marks the bench's devices (a web-push
+    subscription is JSON, so it holds it in its endpoint rather than at its start)."""
     ids = list(Member.objects.filter(status=Member.Status.ACTIVE).order_by("pk")
                .values_list("pk", flat=True)[:count])
     if len(ids) < count:
@@ -90,7 +91,7 @@ def push_audience_ensure(count: int, *, platform: str = Device.Platform.FCM,
         )
         added += cursor.rowcount
         # What an earlier experiment switched off is switched on again.
-        Device.objects.filter(member_id__in=ids, token__startswith=TOKEN_PREFIX,
+        Device.objects.filter(member_id__in=ids, token__contains=TOKEN_PREFIX,
                               is_active=False).update(is_active=True)
         Consent.objects.filter(member_id__in=ids, channel="push", category=None,
                                purpose=Consent.Purpose.MARKETING).exclude(
@@ -169,18 +170,21 @@ def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
     return {"sent": expected, "seconds": seconds, "with_snapshot_s": with_snapshot}
 
 
-def dispatch_push(options: Options) -> Measured:
-    """Pushes/s from the first claim of a `--messages` push mailing to its completion.
-
-    One worker (prefork, 2 children) for all runs, a fresh peer process per run; messages are
-    cleared between runs. The peer's own ceiling (a bare aiohttp client) is measured after.
-    """
-    ids = push_audience_ensure(options.messages)
-    target_group = _audience_list(ids)
+def push_mailing_runs(options: Options, *, provider: str = "fcm",
+                      platform: str = Device.Platform.FCM, url_setting: str = "endpoint",
+                      token_sql: str = "",
+                      ) -> tuple[float, list[float], list[dict[str, Any]]]:
+    """`--runs` push mailings of `--messages` through `provider`'s peer: the median pushes/s,
+    each run's figure and each run's `push_mailing_send` answer. One worker (prefork, 2
+    children) for all runs, a fresh peer process per run; messages are cleared between runs.
+    `token_sql`: the devices' tokens, as push_audience_ensure takes it."""
+    target_group = _audience_list(push_audience_ensure(options.messages, platform=platform,
+                                                       token_sql=token_sql))
     runs: list[dict[str, Any]] = []
 
     def measure() -> float:
-        run = push_mailing_send(target_group=target_group)
+        run = push_mailing_send(target_group=target_group, provider=provider,
+                                url_setting=url_setting)
         runs.append(run)
         return run["sent"] / run["seconds"]
 
@@ -192,6 +196,16 @@ def dispatch_push(options: Options) -> Measured:
             broker_flush()
         if "Traceback" in workers.log_tail():
             raise RuntimeError(f"the worker failed:\n{workers.log_tail()}")
+    return value, per_run, runs
+
+
+def dispatch_push(options: Options) -> Measured:
+    """Pushes/s from the first claim of a `--messages` push mailing to its completion.
+
+    One worker (prefork, 2 children) for all runs, a fresh peer process per run; messages are
+    cleared between runs. The peer's own ceiling (a bare aiohttp client) is measured after.
+    """
+    value, per_run, runs = push_mailing_runs(options)
     with PeerProcess("fcm", url_setting="endpoint") as peer:
         ceiling = peer_ceiling(settings=peer.settings, messages=options.messages)
     return Measured(runs[-1]["sent"], value, options.runs, {
@@ -210,7 +224,6 @@ CEILING_CONCURRENCY = 32
 def peer_ceiling(*, settings: dict[str, Any], messages: int) -> float:
     """Pushes/s the peer accepts from a bare aiohttp client: prebuilt bodies, one access token
     (google-auth, as the adapter gets it), `CEILING_CONCURRENCY` requests in flight."""
-    import aiohttp
     from google.auth.transport.requests import Request
     from google.oauth2 import service_account
 
@@ -225,22 +238,29 @@ def peer_ceiling(*, settings: dict[str, Any], messages: int) -> float:
         "token": f"{TOKEN_PREFIX}{n:010d}".ljust(TOKEN_LENGTH, "x"),
         "notification": {"title": "Ann, your points are waiting", "body": BODY},
         "data": {"engage_message_id": str(n)}}}).encode() for n in range(messages)]
+    return requests_per_second(url=url, headers=headers, bodies=bodies)
+
+
+def requests_per_second(*, url: str, headers: dict[str, str], bodies: list[bytes],
+                        concurrency: int = CEILING_CONCURRENCY) -> float:
+    """Requests/s a peer answers 2xx to (201 for web push) from a bare aiohttp client posting
+    `bodies` with `concurrency` in flight; raises on any other answer."""
+    import aiohttp
 
     async def run() -> float:
         pending = iter(bodies)
         async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=CEILING_CONCURRENCY),
-                headers=headers) as session:
+                connector=aiohttp.TCPConnector(limit=concurrency), headers=headers) as session:
 
             async def client() -> None:
                 for body in pending:
                     async with session.post(url, data=body) as reply:
                         await reply.read()
-                        if reply.status != 200:
+                        if not 200 <= reply.status < 300:
                             raise RuntimeError(f"the peer answered {reply.status}")
 
             start = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(CEILING_CONCURRENCY)))
-            return messages / (time.perf_counter() - start)
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            return len(bodies) / (time.perf_counter() - start)
 
     return asyncio.run(run())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from communications import webhooks, webhooks_http_sms, webhooks_messengers
+from communications import webhooks, webhooks_http_sms, webhooks_messengers, webhooks_push
 
 # Included at "hooks/" (config/urls.py).
 urlpatterns = [
@@ -12,4 +12,5 @@ urlpatterns = [
          name="gateway-receipts"),
     path("viber/<int:gateway_id>/callback", webhooks_messengers.viber_callback,
          name="viber-callback"),
+    path("hms/<int:gateway_id>/receipts", webhooks_push.hms_receipts, name="hms-receipts"),
 ]

@@ -11,14 +11,18 @@ from django.core.exceptions import ValidationError
 
 from communications.gateways import (  # noqa: F401  (register the adapters)
     anymail_esp,
+    apns,
+    console_sink,
     fcm,
     file_sink,
+    hms,
     http_sms,
     smpp,
     smtp,
     telegram,
     twilio,
     viber,
+    webpush,
 )
 from communications.gateways.base import (
     GATEWAYS,

@@ -5,12 +5,18 @@ Settings: `esp`, the anymail backend's module name (`postmark`, `mailgun`, `send
 the ESP's credentials and options under anymail's own names, handed to the backend as they are
 (Postmark `server_token`, `message_stream`; Mailgun `api_key`, `sender_domain`; SendGrid
 `api_key`; ...) with `api_url` to point it elsewhere (a region, or the test peer); `timeout`
-(seconds waiting for a reply, default 10) and `connect_timeout` (default 5);
+(seconds waiting for a reply, default 10) and `connect_timeout` (default 5); `concurrency`
+(messages in flight, each on a connection of its own, 1 to 100, default 16);
 `throttle_retry_after` (seconds to slow down after a 429 that names no Retry-After, default 1);
 optional `tag`, `track_opens`, `track_clicks`.
 
-One `requests` session per batch (the backend's `open()`), every message its own API call on
-it, so one refused recipient fails only its own message. Each carries a Message-ID and anymail
+A batch goes out over `concurrency` threads, each with an anymail backend of its own (a
+`requests.Session`, which threads must not share) taking the next message of the batch until
+none is left; results come back in batch order. Backends are opened as a batch needs them and
+kept until `close()`. Every message is its own API call, so one refused recipient fails only its
+own message. (Anymail's batch sending, Postmark's `/email/batch` included, sends one
+EmailMessage with the same subject and body to many recipients, varying only merge data; Engage
+renders each member's message itself, so it does not fit.) Each carries a Message-ID and anymail
 `metadata` {"engage_message_id": id} that map it back to our Message row, and the message's
 List-Unsubscribe headers. `provider_id` is the ESP's own message id: its tracking webhooks
 (`communications.anymail_tracking`) name the message by it.
@@ -28,16 +34,20 @@ Results, per message, from anymail's `anymail_status`:
 - Cannot connect (refused, DNS, TLS, connect timeout): transient, the rest not attempted.
 - No answer after the request went out (read timeout, connection dropped): in doubt, since the
   ESP may have accepted it; the rest of the batch is not attempted.
+"The rest not attempted": the messages no thread has taken yet get a transient "not attempted"
+error (never in doubt); those already on their way on other connections keep their own answers.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -64,15 +74,18 @@ PROVIDER = "anymail"
 # Settings Engage reads itself; every other key is an anymail backend option.
 OWN_SETTINGS = frozenset({
     "esp", "timeout", "connect_timeout", "throttle_retry_after", "tag", "track_opens",
-    "track_clicks", "message_id_domain", "rate_per_second", "inbound_secret",
+    "track_clicks", "message_id_domain", "rate_per_second", "inbound_secret", "concurrency",
 })
 # Modules of anymail.backends that are not an ESP: the bases, and anymail's own test and
-# console backends (Engage's file_sink gateway is the development sink).
+# console backends (Engage's file_sink and console gateways are the development sinks).
 NOT_AN_ESP = frozenset({"base", "base_requests", "test", "console"})
 SENT_STATUSES = frozenset({"sent", "queued", "scheduled", "unknown"})
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_THROTTLE_RETRY_AFTER = 1.0
+DEFAULT_CONCURRENCY = 16
+# Each is a thread with a connection of its own, not a task on an event loop.
+MAX_CONCURRENCY = 100
 _ESP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MISSING_SETTING = re.compile(r"ANYMAIL = \{'([A-Z0-9_]+)'")
 
@@ -195,6 +208,11 @@ class AnymailGateway(BaseGateway):
         if ("throttle_retry_after" in settings
                 and _number_problem(settings["throttle_retry_after"], low=0, high=3600)):
             errors["throttle_retry_after"] = "must be a number of seconds from 0 to 3600"
+        concurrency = settings.get("concurrency", DEFAULT_CONCURRENCY)
+        if (not isinstance(concurrency, int) or isinstance(concurrency, bool)
+                or not 1 <= concurrency <= MAX_CONCURRENCY):
+            errors["concurrency"] = (f"must be a whole number of messages in flight, 1 to "
+                                     f"{MAX_CONCURRENCY}")
         if "tag" in settings and not isinstance(settings["tag"], str):
             errors["tag"] = "must be text"
         for key in ("track_opens", "track_clicks"):
@@ -210,22 +228,28 @@ class AnymailGateway(BaseGateway):
         return errors
 
     def open(self) -> None:
-        self._backend = _backend(self.config.settings)
         self._esp = str(self.config.settings.get("esp"))
+        self._concurrency = int(self.config.settings.get("concurrency", DEFAULT_CONCURRENCY))
+        self._backends: list[Any] = []
+        self._backend = self._backend_open()
+
+    def _backend_open(self) -> Any:
+        backend = _backend(self.config.settings)
         try:
-            self._backend.open()
+            backend.open()
         except Exception as exc:  # noqa: BLE001  (whatever the ESP's client raises on start)
             raise GatewayError(f"cannot open a session to {self._esp}: {exc}",
                                code="connect_failed", permanent=False) from exc
+        self._backends.append(backend)
+        return backend
 
     def close(self) -> None:
-        backend = getattr(self, "_backend", None)
-        if backend is None:
-            return
-        try:
-            backend.close()
-        except Exception:  # noqa: BLE001  (closing must not mask the batch result)
-            pass
+        for backend in getattr(self, "_backends", ()):
+            try:
+                backend.close()
+            except Exception:  # noqa: BLE001  (closing must not mask the batch result)
+                pass
+        self._backends = []
 
     def health(self) -> tuple[bool, str]:
         """Ask the ESP's API who we are with these credentials (Postmark GET /server, Mailgun
@@ -256,15 +280,48 @@ class AnymailGateway(BaseGateway):
         return False, f"{kind} [{code or status}]: {self._esp} answered {status}: {text}"
 
     def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        results: list[SendResult] = []
-        stop: GatewayError | None = None
-        for outbound in batch:
-            if stop is not None:
-                results.append(SendResult(outbound.message_id, error=stop))
-                continue
-            result, stop = self._send_one(outbound)
-            results.append(result)
-        return results
+        threads = max(1, min(self._concurrency, len(batch)))
+        while len(self._backends) < threads:
+            self._backend_open()
+        backends = self._backends[:threads]
+        results: list[SendResult | None] = [None] * len(batch)
+        pending: Iterator[tuple[int, OutboundMessage]] = iter(enumerate(batch))
+        lock = threading.Lock()
+        halt: list[GatewayError] = []  # the error of every message not yet taken, once set
+
+        def work(backend: Any) -> None:
+            while True:
+                with lock:
+                    taken = next(pending, None)
+                    stop = halt[0] if halt else None
+                if taken is None:
+                    return
+                index, outbound = taken
+                if stop is not None:
+                    results[index] = SendResult(outbound.message_id, error=stop)
+                    continue
+                try:
+                    results[index], stop = self._send_one(backend, outbound)
+                except BaseException:
+                    # The batch raises once every thread is done: meanwhile no thread starts
+                    # another message, as none would after a sequential batch raised.
+                    with lock:
+                        halt[:] = [GatewayError("not attempted: the batch was aborted",
+                                                code="not_attempted", permanent=False)]
+                    raise
+                if stop is not None:
+                    with lock:
+                        if not halt:
+                            halt.append(stop)
+
+        if len(backends) == 1:
+            work(backends[0])
+        else:
+            with ThreadPoolExecutor(max_workers=len(backends),
+                                    thread_name_prefix=f"anymail-{self._esp}") as pool:
+                for done in [pool.submit(work, backend) for backend in backends]:
+                    done.result()
+        return cast(list[SendResult], results)  # every slot filled by a thread
 
     def _email(self, outbound: OutboundMessage) -> EmailMultiAlternatives:
         email = email_message_build(outbound, sender=self.config.sender,
@@ -280,13 +337,13 @@ class AnymailGateway(BaseGateway):
                 setattr(email, key, settings[key])
         return email
 
-    def _send_one(self, outbound: OutboundMessage
+    def _send_one(self, backend: Any, outbound: OutboundMessage
                   ) -> tuple[SendResult, GatewayError | None]:
-        """The message's result, and the error every later message of the batch gets without
-        being attempted (None: carry on)."""
+        """The message's result on `backend`, and the error every message of the batch not yet
+        taken gets without being attempted (None: carry on)."""
         email = self._email(outbound)
         try:
-            self._backend.send_messages([email])
+            backend.send_messages([email])
         except AnymailInvalidAddress as exc:
             return self._failed(outbound, GatewayError(
                 f"invalid address: {exc.args[0] if exc.args else exc}", code="invalid_address",

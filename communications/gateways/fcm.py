@@ -40,8 +40,6 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +59,7 @@ from communications.gateways.base import (
     gateway_error_text,
     push_data,
     register,
+    retry_after_seconds,
     send_concurrently,
 )
 
@@ -146,19 +145,6 @@ class _TokenRequest(google.auth.transport.requests.Request):
                                 timeout=timeout or self._timeout, **kwargs)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def _names_the_token(error: Mapping[str, Any], details: list[Any]) -> bool:
     # FCM says which field is wrong only in the text, sometimes also in a BadRequest detail.
     for detail in details:
@@ -188,7 +174,7 @@ def _reply_error(status: int, retry_after: str | None, raw: bytes) -> GatewayErr
     transient = status == 429 or status >= 500
     return GatewayError(f"{status} {rpc_status or fcm_code}: {text}".replace("  ", " "),
                         code=code, permanent=not transient,
-                        retry_after=_retry_after(retry_after) if transient else None)
+                        retry_after=retry_after_seconds(retry_after) if transient else None)
 
 
 def _message_json(outbound: OutboundMessage) -> bytes:

@@ -67,7 +67,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, cast
 from urllib.parse import urlencode, urlsplit
 
@@ -80,6 +79,7 @@ from communications.gateways.base import (
     Receipt,
     SendResult,
     register,
+    retry_after_seconds,
     send_concurrently,
 )
 
@@ -107,20 +107,6 @@ _METHODS = ("POST", "PUT", "GET")
 
 
 # --- shared pieces ------------------------------------------------------------------------------
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
 
 def json_path_get(data: Any, path: str) -> Any:
     """The value at a dotted path (`messages.0.id`), or None where the path leads nowhere."""
@@ -200,7 +186,8 @@ class HttpBatchGateway(BaseGateway):
     answer (`_result`); connection failures and timeouts are classified here, once.
 
     A 401 (the provider refused the gateway's credentials) leaves the rest of the batch unsent,
-    each with a transient "not attempted" error: they would all be refused the same way.
+    each with a transient "not attempted" error: they would all be refused the same way (the
+    rest to the same host, for an adapter whose batch goes to several: `_halt_scope`).
     """
 
     provider_label: ClassVar[str] = "the provider"
@@ -221,7 +208,7 @@ class HttpBatchGateway(BaseGateway):
         self._concurrency = int(s.get("concurrency", DEFAULT_CONCURRENCY))
         self._throttle_retry_after = float(s.get("throttle_retry_after",
                                                  DEFAULT_THROTTLE_RETRY_AFTER))
-        self._lost: GatewayError | None = None
+        self._lost: dict[str, GatewayError] = {}  # by halt scope (see _halt_scope)
         self._loop = asyncio.new_event_loop()
         self._session = self._loop.run_until_complete(self._session_open(
             connect_timeout=float(s.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
@@ -292,8 +279,9 @@ class HttpBatchGateway(BaseGateway):
         return await send_concurrently(batch, self._send_one, concurrency=self._concurrency)
 
     async def _send_one(self, outbound: OutboundMessage) -> SendResult:
-        if self._lost is not None:
-            return SendResult(outbound.message_id, error=self._lost)
+        scope = self._halt_scope(outbound)
+        if scope in self._lost:
+            return SendResult(outbound.message_id, error=self._lost[scope])
         try:
             request = self._request(outbound)
         except GatewayError as exc:
@@ -303,8 +291,8 @@ class HttpBatchGateway(BaseGateway):
             reply = await self._exchange(request)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Nothing went out; the rest of the batch would fail the same way.
-            self._lost = GatewayError(f"not attempted, cannot connect to {label}: {exc}",
-                                      code="connect_failed", permanent=False)
+            self._lost[scope] = GatewayError(f"not attempted, cannot connect to {label}: {exc}",
+                                             code="connect_failed", permanent=False)
             return SendResult(outbound.message_id, error=GatewayError(
                 f"cannot connect to {label}: {exc}", code="connect_failed", permanent=False))
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -313,12 +301,18 @@ class HttpBatchGateway(BaseGateway):
                 code="no_answer", permanent=False, in_doubt=True))
         result = self._result(outbound, reply)
         error = result.error
-        if error is not None and self._lost is None and self._halts_batch(reply, error):
+        if error is not None and scope not in self._lost and self._halts_batch(reply, error):
             # The rest of the batch is not attempted, each message carrying the same code
             # and wait.
-            self._lost = GatewayError(f"not attempted: {error.message}", code=error.code,
-                                      permanent=False, retry_after=error.retry_after)
+            self._lost[scope] = GatewayError(f"not attempted: {error.message}", code=error.code,
+                                             permanent=False, retry_after=error.retry_after)
         return result
+
+    def _halt_scope(self, outbound: OutboundMessage) -> str:
+        """Which messages a halt stops: "" (the default) the whole batch, as it goes to one
+        provider. An adapter whose batch goes to several hosts (web push: each subscription
+        names its push service) names the host, so one host's refusal stops only its own."""
+        return ""
 
     def _halts_batch(self, reply: ProviderReply, error: GatewayError) -> bool:
         """Whether this answer would be every other message's too: credentials refused.

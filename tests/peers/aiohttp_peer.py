@@ -15,7 +15,9 @@ import asyncio
 import json
 import signal
 import threading
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -84,6 +86,18 @@ class ThreadedAiohttpPeer:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+
+def callback_post(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    """POST a JSON `body` to `url` as a provider posts a callback or receipt; the HTTP status
+    and body answered."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 def serve_main(make_peer: Callable[[str, int], ThreadedAiohttpPeer], description: str,

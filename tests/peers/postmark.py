@@ -10,7 +10,10 @@ It speaks what django-anymail's Postmark backend meets in production:
   those with HTTP 422, a batch with 200 and the error in that message's entry.
 - `script.throttled` (429, Retry-After `script.throttle_retry_after` when set),
   `script.failing` (500) and `script.stalled` (accepted and recorded, the reply held back
-  `script.stall_seconds`, past the client's timeout), each for the listed addresses.
+  `script.stall_seconds`, past the client's timeout), each for the listed addresses;
+  `script.slow` accepted and answered after `script.slow_seconds`, within the client's timeout
+  (messages on their way side by side). `max_in_flight`: the most `/email` requests it held at
+  once.
 - `POST /v3/{domain}/messages`: Mailgun's send API on the same server (basic auth "api" and
   `mailgun_api_key`, a form with `v:` variables and `h:` headers; 400 for `script.invalid`), so
   the adapter is shown speaking to a second ESP through the same code.
@@ -67,6 +70,8 @@ class Scripted:
     failing: set[str] = field(default_factory=set)
     stalled: set[str] = field(default_factory=set)
     stall_seconds: float = 5.0
+    slow: set[str] = field(default_factory=set)
+    slow_seconds: float = 0.3
 
 
 def _error(status: int, code: int, message: str,
@@ -91,6 +96,8 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         self._sent: list[Sent] = []
         self._requests = 0
         self._connections: set[tuple[str, int]] = set()
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._event_ids = itertools.count(1)
 
     # --- what tests read -------------------------------------------------------------------
@@ -114,6 +121,12 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         """Distinct client connections that sent a request (keep-alive reuse shows here)."""
         with self.lock:
             return len(self._connections)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most `POST /email` requests the peer was answering at the same time."""
+        with self.lock:
+            return self._max_in_flight
 
     def gateway_settings(self, **overrides: Any) -> dict[str, Any]:
         return {"esp": "postmark", "server_token": self.server_token, "api_url": self.url,
@@ -199,6 +212,16 @@ class PostmarkPeer(ThreadedAiohttpPeer):
                 "Message": "OK"}, True
 
     async def _email(self, request: web.Request) -> web.Response:
+        with self.lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            return await self._email_answer(request)
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+
+    async def _email_answer(self, request: web.Request) -> web.Response:
         message, refused = await self._read(request)
         if refused is not None:
             return refused
@@ -209,6 +232,8 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         answer, accepted = self._answer(message, "/email")
         if accepted and address in self.script.stalled:
             await asyncio.sleep(self.script.stall_seconds)
+        if accepted and address in self.script.slow:
+            await asyncio.sleep(self.script.slow_seconds)
         return web.json_response(answer, status=200 if accepted else 422)
 
     async def _batch(self, request: web.Request) -> web.Response:

@@ -26,14 +26,12 @@ import itertools
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
+from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, callback_post, serve_main
 
 FIRST_TOKEN = 5_741_311_803_571_721_087  # past 2**53: a float would lose it
 
@@ -115,15 +113,7 @@ class ViberPeer(ThreadedAiohttpPeer):
 
     def post_callback(self, url: str, event: str, **fields: Any) -> tuple[int, bytes]:
         """Post a signed callback to `url` as Viber would; the HTTP status and body answered."""
-        body, headers = self.callback(event, **fields)
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  **headers})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        return callback_post(url, *self.callback(event, **fields))
 
     # --- serving ---------------------------------------------------------------------------
 

@@ -69,14 +69,64 @@ def _send(settings: dict, batch: list[OutboundMessage]):
 
 # --- sending ------------------------------------------------------------------------------
 
-def test_a_batch_is_sent_on_one_connection_with_the_esps_message_ids(postmark_peer):
+def _esp_ids(peer: PostmarkPeer) -> dict[str, str]:
+    return {s.to: s.message_id for s in peer.sent}
+
+
+def test_a_batch_is_sent_with_the_esps_message_ids(postmark_peer):
     results = _send(postmark_peer.gateway_settings(), [_outbound(n) for n in (1, 2, 3)])
 
     assert all(r.ok for r in results)
-    sent = postmark_peer.sent
-    assert [r.provider_id for r in results] == [s.message_id for s in sent]
-    assert postmark_peer.connections == 1
+    ids = _esp_ids(postmark_peer)
+    assert [r.provider_id for r in results] == [ids[f"m{n}@members.example.com"]
+                                                for n in (1, 2, 3)]
     assert all(r.cost == Decimal("0.0008") for r in results)
+
+
+def test_a_concurrency_of_one_sends_the_batch_over_one_connection(postmark_peer):
+    results = _send(postmark_peer.gateway_settings(concurrency=1),
+                    [_outbound(n) for n in (1, 2, 3)])
+
+    assert all(r.ok for r in results)
+    assert postmark_peer.connections == 1
+    assert postmark_peer.max_in_flight == 1
+
+
+def test_a_batch_goes_over_as_many_connections_at_once_as_the_concurrency(postmark_peer):
+    batch = [_outbound(n) for n in range(1, 9)]
+    postmark_peer.script.slow.update(m.address for m in batch)
+
+    results = _send(postmark_peer.gateway_settings(concurrency=4), batch)
+
+    assert all(r.ok for r in results)
+    assert postmark_peer.max_in_flight == 4
+    assert postmark_peer.connections == 4
+
+
+def test_results_keep_the_batch_order_when_later_messages_are_answered_first(postmark_peer):
+    batch = [_outbound(n) for n in range(1, 7)]
+    postmark_peer.script.slow.update({batch[0].address, batch[1].address})
+
+    results = _send(postmark_peer.gateway_settings(concurrency=3), batch)
+
+    ids = _esp_ids(postmark_peer)
+    assert [r.message_id for r in results] == [1, 2, 3, 4, 5, 6]
+    assert [r.provider_id for r in results] == [ids[m.address] for m in batch]
+
+
+def test_connections_opened_for_one_send_serve_the_next_until_close(postmark_peer):
+    gateway = _gateway(postmark_peer.gateway_settings(concurrency=2))
+    gateway.open()
+    try:
+        for first in (1, 3):
+            postmark_peer.script.slow.update({f"m{first}@members.example.com",
+                                              f"m{first + 1}@members.example.com"})
+            gateway.send([_outbound(first), _outbound(first + 1)])
+    finally:
+        gateway.close()
+
+    assert len(postmark_peer.sent) == 4
+    assert postmark_peer.connections == 2
 
 
 def test_each_email_carries_metadata_and_a_message_id_that_map_back_to_the_message(
@@ -132,7 +182,8 @@ def test_a_429_is_transient_with_retry_after_and_the_rest_is_not_attempted(postm
     postmark_peer.script.throttled.add("m2@members.example.com")
     postmark_peer.script.throttle_retry_after = 7
 
-    results = _send(postmark_peer.gateway_settings(), [_outbound(n) for n in (1, 2, 3)])
+    results = _send(postmark_peer.gateway_settings(concurrency=1),
+                    [_outbound(n) for n in (1, 2, 3)])
 
     assert results[0].ok
     for result in results[1:]:
@@ -151,6 +202,37 @@ def test_a_429_without_retry_after_waits_the_throttle_setting(postmark_peer):
     assert result.error.retry_after == 3
 
 
+def test_a_429_on_one_connection_stops_the_messages_not_yet_taken(postmark_peer):
+    # m1 is still on its way on one connection while the other is refused m2.
+    postmark_peer.script.slow.add("m1@members.example.com")
+    postmark_peer.script.slow_seconds = 1.0
+    postmark_peer.script.throttled.add("m2@members.example.com")
+    postmark_peer.script.throttle_retry_after = 7
+
+    results = _send(postmark_peer.gateway_settings(concurrency=2),
+                    [_outbound(n) for n in (1, 2, 3, 4)])
+
+    assert results[0].ok
+    assert results[1].error.code == "429" and results[1].error.retry_after == 7
+    for result in results[2:]:
+        assert result.error.message.startswith("not attempted")
+        assert not result.error.permanent and not result.error.in_doubt
+        assert result.error.retry_after == 7
+    assert [s.to for s in postmark_peer.sent] == ["m1@members.example.com"]
+    assert postmark_peer.requests == 2
+
+
+def test_no_answer_on_one_connection_is_in_doubt_and_the_others_keep_their_answers(
+        postmark_peer):
+    postmark_peer.script.stalled.add("m1@members.example.com")
+
+    results = _send(postmark_peer.gateway_settings(timeout=1, concurrency=2),
+                    [_outbound(n) for n in (1, 2, 3)])
+
+    assert results[0].error.in_doubt and results[0].error.code == "no_answer"
+    assert results[1].ok and results[2].ok
+
+
 def test_a_500_is_transient_and_the_rest_of_the_batch_is_sent(postmark_peer):
     postmark_peer.script.failing.add("m1@members.example.com")
 
@@ -164,7 +246,7 @@ def test_a_500_is_transient_and_the_rest_of_the_batch_is_sent(postmark_peer):
 def test_no_answer_after_the_request_went_out_is_in_doubt(postmark_peer):
     postmark_peer.script.stalled.add("m1@members.example.com")
 
-    results = _send(postmark_peer.gateway_settings(timeout=0.5),
+    results = _send(postmark_peer.gateway_settings(timeout=0.5, concurrency=1),
                     [_outbound(n) for n in (1, 2)])
 
     assert results[0].error.in_doubt
@@ -175,7 +257,7 @@ def test_no_answer_after_the_request_went_out_is_in_doubt(postmark_peer):
 
 
 def test_a_wrong_server_token_is_transient_so_messages_wait_for_the_fix(postmark_peer):
-    results = _send(postmark_peer.gateway_settings(server_token="revoked"),
+    results = _send(postmark_peer.gateway_settings(server_token="revoked", concurrency=1),
                     [_outbound(n) for n in (1, 2)])
 
     assert all(not r.ok and not r.error.permanent for r in results)
@@ -272,6 +354,16 @@ def test_settings_accept_any_esp_anymail_has_a_backend_for():
     gateway_config_validate(channel="email", provider="anymail",
                             settings={"esp": "mailgun", "api_key": "key-123",
                                       "api_url": "https://api.eu.mailgun.net/v3"})
+
+
+@pytest.mark.parametrize("concurrency", [0, 101, 2.5, True, "16"])
+def test_settings_refuse_a_concurrency_that_is_not_a_whole_number_from_1_to_100(concurrency):
+    with pytest.raises(ValidationError) as error:
+        gateway_config_validate(channel="email", provider="anymail", settings={
+            "esp": "postmark", "server_token": "t", "concurrency": concurrency})
+
+    assert error.value.message_dict["settings"] == [
+        "concurrency: must be a whole number of messages in flight, 1 to 100"]
 
 
 def test_settings_refuse_an_esp_anymail_does_not_know():

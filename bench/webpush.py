@@ -1,0 +1,90 @@
+"""dispatch_webpush: real workers sending a push mailing through a Web Push gateway to a push
+service on loopback that decrypts every push as the browser would, and that peer's ceiling.
+
+Each member is given a browser subscription (a web-push Device whose token is the JSON of
+PushSubscription.toJSON()): its own endpoint on the benchmark's peer (tests/peers/webpush.py,
+listening on BENCH_PORT, the path holding bench/push.py's TOKEN_PREFIX and the member id) and
+the one browser key pair that peer decrypts with (BENCH_BROWSER), so the subscriptions written
+once into the database still reach and decrypt at the fresh peer of every run. Every push costs
+the sender a P-256 key, an ECDH and AES-GCM (pywebpush) and the peer the same to decrypt, both
+on the same two cores as the workers and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from bench.options import Options
+from bench.peers import PeerProcess
+from bench.push import (
+    BODY,
+    CEILING_CONCURRENCY,
+    TOKEN_PREFIX,
+    push_mailing_runs,
+    requests_per_second,
+)
+from bench.push import CONCURRENCY as WORKER_CONCURRENCY
+from bench.results import Measured
+from members.models import Device
+from tests.peers.webpush import BENCH_PORT, bench_subscription_json
+
+URL_SETTING = "peer_url"
+WHAT = ("start of a push mailing (title + body, personalized) to the {n} first active members, "
+        "each with an active web-push subscription and push consent, through a Web Push "
+        "gateway (pywebpush's aes128gcm encryption, one VAPID JWT per push service) to the "
+        "loopback push service that checks the JWT and decrypts every push "
+        "(tests/peers/webpush.py on port {port}, its own process); celery prefork x{workers} "
+        "on Redis. value: sent / (completed_at - first claim); with_snapshot_per_run counts "
+        "from the start instead; every message checked `sent` and counted by the peer")
+
+
+def webpush_token_sql() -> str:
+    """A member's subscription as SQL from their `id`, the JSON bench_subscription_json makes
+    with the endpoint `/push/bench-push:<id, 10 digits>`."""
+    marker = "MEMBER_ID"
+    before, after = bench_subscription_json(f"{TOKEN_PREFIX}{marker}").split(marker)
+    # The JSON holds no quote of SQL's: base64url keys and a loopback URL.
+    assert "'" not in before + after and "%" not in before + after
+    return f"'{before}' || lpad(id::text, 10, '0') || '{after}'"
+
+
+def webpush_peer_ceiling(*, settings: dict[str, Any], messages: int) -> float:
+    """Pushes/s the peer accepts from a bare aiohttp client: bodies encrypted before the clock
+    starts (pywebpush), one VAPID JWT, `CEILING_CONCURRENCY` requests in flight. The peer still
+    checks the JWT and decrypts each push."""
+    from py_vapid import Vapid02
+    from pywebpush import WebPusher
+
+    subscription = json.loads(bench_subscription_json(f"{TOKEN_PREFIX}ceiling"))
+    origin = settings[URL_SETTING]
+    vapid = Vapid02.from_string(settings["vapid_private_key"])  # the raw key the peer gives
+    claims = {"aud": origin, "sub": settings["vapid_subject"], "exp": int(time.time()) + 3600}
+    headers = {**vapid.sign(claims),
+               "TTL": "86400", "Content-Encoding": "aes128gcm"}
+    pusher = WebPusher(subscription)
+    bodies = [pusher.encode(json.dumps({
+        "title": "Ann, your points are waiting", "body": BODY,
+        "data": {"engage_message_id": str(n)}}).encode(), "aes128gcm")["body"]
+        for n in range(messages)]
+    return requests_per_second(url=subscription["endpoint"], headers=headers, bodies=bodies)
+
+
+def dispatch_webpush(options: Options) -> Measured:
+    """Pushes/s from the first claim of a `--messages` web-push mailing to its completion;
+    the peer's own ceiling measured after."""
+    value, per_run, runs = push_mailing_runs(
+        options, provider="webpush", platform=Device.Platform.WEBPUSH, url_setting=URL_SETTING,
+        token_sql=webpush_token_sql())
+    with PeerProcess("webpush", url_setting=URL_SETTING) as peer:
+        ceiling = webpush_peer_ceiling(settings=peer.settings, messages=options.messages)
+    return Measured(runs[-1]["sent"], value, options.runs, {
+        "what": WHAT.format(n=runs[-1]["sent"], port=BENCH_PORT, workers=WORKER_CONCURRENCY),
+        "per_run": per_run,
+        "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        "peer_ceiling": round(ceiling, 3),
+        "peer_ceiling_what": f"a bare aiohttp client, {CEILING_CONCURRENCY} requests in flight "
+                             "on one process, bodies encrypted beforehand, one VAPID JWT; the "
+                             "peer verifies and decrypts each",
+    })

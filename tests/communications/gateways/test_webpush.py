@@ -1,0 +1,396 @@
+"""The Web Push adapter against a push service on loopback that decrypts what it is sent as
+the browser would (tests/peers/webpush.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from communications.gateways import (
+    GATEWAYS,
+    BaseGateway,
+    GatewayConfig,
+    OutboundMessage,
+    SendResult,
+    gateway_for,
+)
+from communications.gateways.webpush import (
+    DEAD_SUBSCRIPTION_CODES,
+    WebPushGateway,
+    webpush_subscription_errors,
+)
+from tests.peers.smtp import free_port
+from tests.peers.webpush import WebPushPeer
+
+
+@pytest.fixture
+def peer() -> Iterator[WebPushPeer]:
+    peer = WebPushPeer().start()
+    yield peer
+    peer.stop()
+
+
+def _gateway(settings: dict, *, gateway_id: int = 61) -> BaseGateway:
+    return gateway_for(GatewayConfig(
+        gateway_id=gateway_id, channel="push", provider="webpush", settings=settings, sender="",
+        price_per_message=Decimal("0.0001"),
+    ))
+
+
+def _push(n: int, subscription: str, **fields) -> OutboundMessage:
+    return OutboundMessage(message_id=n, address=subscription, subject=f"Offer {n}",
+                           body=f"Your points, member {n}", **fields)
+
+
+def _send(gateway: BaseGateway, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+    gateway.open()
+    try:
+        return gateway.send(batch)
+    finally:
+        gateway.close()
+
+
+# The user agent's public key and auth secret of RFC 8291's example (section 5).
+RFC8291_P256DH = ("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6"
+                  "SRpkNtoIAiw4")
+RFC8291_AUTH = "BTBZMqHH6r4Tts7J_aSIgg"
+
+
+def _subscription(endpoint: str, **keys: str) -> str:
+    return json.dumps({"endpoint": endpoint,
+                       "keys": {"p256dh": RFC8291_P256DH, "auth": RFC8291_AUTH, **keys}})
+
+
+# --- sending ------------------------------------------------------------------------------
+
+def test_the_adapter_is_registered_for_push():
+    assert GATEWAYS["webpush"] is WebPushGateway
+    assert WebPushGateway.channels == frozenset({"push"})
+
+
+def test_the_browser_decrypts_title_body_image_link_and_data_with_the_message_id(peer):
+    push = _push(7, peer.subscription(1), image_url="https://cdn.example.com/autumn.jpg",
+                 link_url="https://club.example.com/offers/7", data={"offer_id": "7"})
+
+    [result] = _send(_gateway(peer.gateway_settings()), [push])
+
+    assert result.ok
+    [pushed] = peer.received
+    assert pushed.payload == {
+        "title": "Offer 7", "body": "Your points, member 7",
+        "image": "https://cdn.example.com/autumn.jpg",
+        "link": "https://club.example.com/offers/7",
+        "data": {"offer_id": "7", "link": "https://club.example.com/offers/7",
+                 "image": "https://cdn.example.com/autumn.jpg", "engage_message_id": "7"}}
+
+
+def test_a_push_without_image_or_link_carries_title_body_and_the_message_id(peer):
+    _send(_gateway(peer.gateway_settings()), [_push(3, peer.subscription(1))])
+
+    [pushed] = peer.received
+    assert pushed.payload == {"title": "Offer 3", "body": "Your points, member 3",
+                              "data": {"engage_message_id": "3"}}
+
+
+def test_each_push_is_encrypted_for_its_own_subscription(peer):
+    batch = [_push(n, peer.subscription(n)) for n in range(1, 6)]
+
+    results = _send(_gateway(peer.gateway_settings(concurrency=3)), batch)
+
+    assert all(r.ok for r in results)
+    assert sorted((p.subscription_id, p.payload["title"]) for p in peer.received) == [
+        (str(n), f"Offer {n}") for n in range(1, 6)]
+
+
+def test_results_come_back_in_batch_order_with_the_push_messages_locations(peer):
+    batch = [_push(n, peer.subscription(n)) for n in range(1, 21)]
+
+    results = _send(_gateway(peer.gateway_settings(concurrency=4)), batch)
+
+    location = {p.subscription_id: p.location for p in peer.received}
+    assert [r.message_id for r in results] == list(range(1, 21))
+    assert [r.provider_id for r in results] == [location[str(n)] for n in range(1, 21)]
+    assert all(r.cost == Decimal("0.0001") for r in results)
+
+
+def test_ttl_urgency_and_topic_are_sent_as_the_settings_say(peer):
+    settings = peer.gateway_settings(ttl=3600, urgency="high", topic="weekly-offers")
+
+    _send(_gateway(settings), [_push(1, peer.subscription(1))])
+
+    [pushed] = peer.received
+    assert (pushed.ttl, pushed.urgency, pushed.topic) == (3600, "high", "weekly-offers")
+
+
+def test_a_push_is_kept_a_day_at_normal_urgency_without_a_topic_by_default(peer):
+    _send(_gateway(peer.gateway_settings()), [_push(1, peer.subscription(1))])
+
+    [pushed] = peer.received
+    assert (pushed.ttl, pushed.urgency, pushed.topic) == (86400, "normal", None)
+
+
+def test_the_push_service_accepts_the_vapid_jwt_for_its_origin_and_the_subject(peer):
+    [result] = _send(_gateway(peer.gateway_settings()), [_push(1, peer.subscription(1))])
+
+    assert result.ok
+    [pushed] = peer.received
+    assert pushed.claims["aud"] == peer.url
+    assert pushed.claims["sub"] == "mailto:push@engage.example.com"
+    assert time.time() + 11 * 3600 < pushed.claims["exp"] <= time.time() + 24 * 3600
+
+
+def test_one_vapid_jwt_is_signed_per_push_service_and_reused_by_the_next_batch(peer):
+    settings = peer.gateway_settings(vapid_subject="mailto:reuse@engage.example.com")
+
+    _send(_gateway(settings), [_push(n, peer.subscription(n)) for n in range(1, 6)])
+    _send(_gateway(settings), [_push(n, peer.subscription(n)) for n in range(6, 9)])
+
+    assert len(peer.received) == 8
+    assert len(peer.jwts) == 1
+
+
+def test_a_pem_vapid_key_signs_as_the_raw_one_does(peer):
+    pem = peer.vapid_key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()).decode()
+
+    [result] = _send(_gateway(peer.gateway_settings(vapid_private_key=pem)),
+                     [_push(1, peer.subscription(1))])
+
+    assert result.ok and len(peer.received) == 1
+
+
+# --- errors -------------------------------------------------------------------------------
+
+def test_a_gone_subscription_fails_permanently_as_dead_and_its_siblings_are_sent(peer):
+    peer.script.gone.add("2")
+
+    results = _send(_gateway(peer.gateway_settings()),
+                    [_push(n, peer.subscription(n)) for n in (1, 2, 3)])
+
+    assert [r.ok for r in results] == [True, False, True]
+    error = results[1].error
+    assert error.permanent and not error.in_doubt
+    assert error.code == "subscription_gone" and error.code in DEAD_SUBSCRIPTION_CODES
+    assert "410" in error.message and "expired subscription" in error.message
+
+
+def test_a_subscription_the_push_service_does_not_know_is_dead(peer):
+    peer.script.not_found.add("1")
+
+    [result] = _send(_gateway(peer.gateway_settings()), [_push(1, peer.subscription(1))])
+
+    assert result.error.permanent
+    assert result.error.code == "subscription_not_found"
+    assert result.error.code in WebPushGateway.dead_address_codes
+
+
+def test_a_payload_over_the_push_services_limit_is_permanent_and_keeps_the_device(peer):
+    huge = OutboundMessage(message_id=1, address=peer.subscription(1), subject="Offer",
+                           body="x" * 5000)
+
+    [result] = _send(_gateway(peer.gateway_settings()), [huge])
+
+    assert result.error.permanent
+    assert result.error.code == "payload_too_large"
+    assert result.error.code not in DEAD_SUBSCRIPTION_CODES
+    assert peer.requests == [("1", 413)]
+
+
+def test_too_many_requests_is_transient_with_the_retry_after(peer):
+    peer.script.throttled["1"] = 37
+
+    [result] = _send(_gateway(peer.gateway_settings()), [_push(1, peer.subscription(1))])
+
+    assert not result.error.permanent and not result.error.in_doubt
+    assert (result.error.code, result.error.retry_after) == ("too_many_requests", 37)
+
+
+def test_a_throttled_subscription_does_not_hold_back_the_others(peer):
+    peer.script.throttled["1"] = 37
+
+    results = _send(_gateway(peer.gateway_settings(concurrency=1)),
+                    [_push(n, peer.subscription(n)) for n in (1, 2)])
+
+    assert [r.ok for r in results] == [False, True]
+
+
+def test_an_unavailable_push_service_is_transient(peer):
+    peer.script.unavailable.add("1")
+
+    [result] = _send(_gateway(peer.gateway_settings()), [_push(1, peer.subscription(1))])
+
+    assert not result.error.permanent and not result.error.in_doubt
+    assert result.error.code == "HTTP_503"
+    assert peer.received == []
+
+
+def test_a_push_left_unanswered_past_the_timeout_is_in_doubt(peer):
+    peer.script.stalled.add("2")
+    peer.script.stall_seconds = 4
+
+    results = _send(_gateway(peer.gateway_settings(timeout=1)),
+                    [_push(n, peer.subscription(n)) for n in (1, 2, 3)])
+
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error.in_doubt and not results[1].error.permanent
+    # The push service did take it: resending would push it twice.
+    assert "2" in {p.subscription_id for p in peer.received}
+
+
+def test_a_key_the_subscription_was_not_made_with_is_permanent_and_keeps_the_device(peer):
+    other = WebPushPeer()  # another site's VAPID key, never started
+    settings = peer.gateway_settings(vapid_private_key=other.vapid_private_key_raw())
+
+    [result] = _send(_gateway(settings), [_push(1, peer.subscription(1))])
+
+    assert result.error.permanent
+    assert result.error.code == "vapid_forbidden"
+    assert result.error.code not in DEAD_SUBSCRIPTION_CODES
+    assert peer.requests == [("1", 403)]
+
+
+def test_a_refused_jwt_stops_the_batch_to_that_push_service_only():
+    refusing, taking = WebPushPeer().start(), WebPushPeer().start()
+    try:
+        refusing.script.refuse_jwts = True
+        # The same site key on both push services, as in production.
+        taking.vapid_key = refusing.vapid_key
+        taking.application_server_key = refusing.application_server_key
+        batch = [_push(1, refusing.subscription(1)), _push(2, taking.subscription(2)),
+                 _push(3, refusing.subscription(3)), _push(4, taking.subscription(4))]
+
+        results = _send(_gateway(refusing.gateway_settings(concurrency=1)), batch)
+    finally:
+        refusing.stop()
+        taking.stop()
+
+    assert [r.ok for r in results] == [False, True, False, True]
+    first, third = results[0].error, results[2].error
+    assert (first.code, first.permanent) == ("vapid_refused", False)
+    assert (third.code, third.permanent) == ("vapid_refused", False)
+    assert third.message.startswith("not attempted")
+    assert refusing.requests == [("1", 401)]
+
+
+def test_a_refused_jwt_is_signed_anew_for_the_next_batch(peer):
+    peer.script.refuse_jwts = True
+    settings = peer.gateway_settings(vapid_subject="mailto:anew@engage.example.com")
+
+    _send(_gateway(settings), [_push(1, peer.subscription(1))])
+    _send(_gateway(settings), [_push(2, peer.subscription(2))])
+
+    assert len(peer.jwts) == 2
+
+
+def test_an_unreachable_push_service_is_transient_and_its_other_pushes_not_attempted(peer):
+    dead = f"http://127.0.0.1:{free_port()}"
+    batch = [_push(1, _subscription(f"{dead}/push/1")), _push(2, peer.subscription(2)),
+             _push(3, _subscription(f"{dead}/push/3"))]
+
+    results = _send(_gateway(peer.gateway_settings(concurrency=1)), batch)
+
+    assert [r.ok for r in results] == [False, True, False]
+    assert all(r.error.code == "connect_failed" and not r.error.permanent
+               and not r.error.in_doubt for r in (results[0], results[2]))
+    assert results[2].error.message.startswith("not attempted")
+
+
+def test_a_subscription_that_is_not_json_fails_permanently_as_dead_unsent(peer):
+    results = _send(_gateway(peer.gateway_settings()),
+                    [_push(1, "fcm-token-not-a-subscription"), _push(2, peer.subscription(2))])
+
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].error.permanent
+    assert results[0].error.code == "invalid_subscription"
+    assert results[0].error.code in DEAD_SUBSCRIPTION_CODES
+    assert [sub for sub, _ in peer.requests] == ["2"]
+
+
+# --- the subscription rule ----------------------------------------------------------------
+
+def test_a_browsers_subscription_passes_the_subscription_rule():
+    subscription = _subscription("https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bH")
+
+    assert webpush_subscription_errors(subscription) == {}
+
+
+def test_the_subscription_rule_names_an_http_endpoint_and_keys_that_do_not_decode():
+    subscription = _subscription("http://push.example.com/push/1",
+                                 p256dh="BAAAAAAAAAAAAAAAAAAA", auth="c2hvcnQ")
+
+    assert sorted(webpush_subscription_errors(subscription)) == [
+        "endpoint", "keys.auth", "keys.p256dh"]
+
+
+def test_the_subscription_rule_refuses_65_bytes_that_are_no_point_on_p256():
+    not_a_point = "BA" + "A" * 85  # 0x04 then zeros: (0, 0) is not on the curve
+
+    errors = webpush_subscription_errors(_subscription("https://push.example.com/1",
+                                                       p256dh=not_a_point))
+
+    assert list(errors) == ["keys.p256dh"]
+
+
+def test_the_subscription_rule_takes_http_only_from_a_push_service_on_this_machine():
+    assert webpush_subscription_errors(_subscription("http://127.0.0.1:8089/push/1")) == {}
+    assert webpush_subscription_errors(_subscription("http://localhost/push/1")) == {}
+    assert list(webpush_subscription_errors(_subscription("http://10.0.0.5/push/1"))) == [
+        "endpoint"]
+
+
+def test_the_subscription_rule_names_text_that_is_not_a_subscription():
+    assert list(webpush_subscription_errors("not json")) == ["subscription"]
+    assert list(webpush_subscription_errors('["endpoint"]')) == ["subscription"]
+
+
+# --- settings and health ------------------------------------------------------------------
+
+def test_the_peers_settings_pass_settings_errors(peer):
+    assert WebPushGateway.settings_errors(peer.gateway_settings()) == {}
+
+
+def test_settings_errors_name_each_bad_setting():
+    errors = WebPushGateway.settings_errors({
+        "vapid_private_key": "not a key", "vapid_subject": "push@engage.example.com",
+        "ttl": -1, "urgency": "asap", "topic": "a topic with spaces", "concurrency": 0,
+        "timeout": 0})
+
+    assert sorted(errors) == ["concurrency", "timeout", "topic", "ttl", "urgency",
+                              "vapid_private_key", "vapid_subject"]
+
+
+def test_settings_errors_require_the_key_and_the_subject():
+    assert sorted(WebPushGateway.settings_errors({})) == ["vapid_private_key", "vapid_subject"]
+
+
+def test_an_rsa_key_is_refused_as_not_p256():
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+
+    errors = WebPushGateway.settings_errors({"vapid_private_key": pem,
+                                             "vapid_subject": "https://engage.example.com/"})
+
+    assert list(errors) == ["vapid_private_key"]
+    assert "P-256" in errors["vapid_private_key"]
+
+
+def test_health_proves_the_key_signs_and_shows_the_application_server_key(peer):
+    ok, text = _gateway(peer.gateway_settings()).health()
+
+    assert ok
+    assert peer.application_server_key in text
+
+
+def test_health_names_a_key_that_does_not_parse(peer):
+    ok, text = _gateway(peer.gateway_settings(vapid_private_key="bm90IGEga2V5")).health()
+
+    assert not ok
+    assert "vapid_private_key" in text
