@@ -8,11 +8,18 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils.html import format_html
 
 from campaigns import admin_views, services
-from campaigns.models import Campaign, StaticList, TargetGroup
+from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
 from campaigns.rules import rules_error_lines
-from campaigns.selectors import target_group_members, target_group_size
+from campaigns.selectors import (
+    offer_status,
+    offer_status_q,
+    offers_with_counts,
+    target_group_members,
+    target_group_size,
+)
 from members.exports import members_export_response
 from members.models import Channel
 
@@ -211,3 +218,96 @@ class StaticListAdmin(admin.ModelAdmin):
                    change: bool) -> None:
         if change:  # only the name and description change after the upload
             super().save_model(request, obj, form, change)
+
+
+# --- promo content ---------------------------------------------------------------------------
+
+OFFER_STATUSES = [("scheduled", "Scheduled"), ("showing", "Showing"), ("ended", "Ended"),
+                  ("off", "Switched off")]
+
+
+class OfferStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return OFFER_STATUSES
+
+    def queryset(self, request: HttpRequest,
+                 queryset: QuerySet[PromoContent]) -> QuerySet[PromoContent]:
+        if self.value() in dict(OFFER_STATUSES):
+            return queryset.filter(offer_status_q(self.value()))
+        return queryset
+
+
+@admin.register(PromoContent)
+class PromoContentAdmin(admin.ModelAdmin):
+    list_display = ["title", "status", "placement", "audience", "campaign", "priority",
+                    "starts_at", "ends_at", "views", "clicks", "click_rate", "preview"]
+    list_filter = [OfferStatusFilter, "placement", "is_active", "campaign", "target_group"]
+    list_select_related = ["campaign", "target_group"]
+    search_fields = ["title", "text"]
+    autocomplete_fields = ["campaign", "target_group"]
+    readonly_fields = ["status", "shown_from", "views", "clicks", "click_rate", "created_at",
+                       "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["title", "text", "image_url", "link_label", "link_url"]}),
+        ("Where and to whom", {"fields": ["placement", "target_group", "campaign", "priority",
+                                          "is_active"]}),
+        ("When", {"fields": ["starts_at", "ends_at", "show_days_before", "shown_from",
+                             "status"]}),
+        ("Counts", {"fields": ["views", "clicks", "click_rate", "created_at", "updated_at"]}),
+    ]
+    change_form_template = "admin/campaigns/promocontent/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PromoContent]:
+        return offers_with_counts(super().get_queryset(request))
+
+    def save_model(self, request: HttpRequest, obj: PromoContent, form: Any,
+                   change: bool) -> None:
+        services.promo_content_save(offer=obj)
+
+    @admin.display(description="status")
+    def status(self, offer: PromoContent) -> str:
+        if offer.pk is None:
+            return "-"
+        return dict(OFFER_STATUSES)[offer_status(offer)]
+
+    @admin.display(description="audience", ordering="target_group__name")
+    def audience(self, offer: PromoContent) -> str:
+        return str(offer.target_group) if offer.target_group_id else "Every member"
+
+    @admin.display(description="views", ordering="views")
+    def views(self, offer: PromoContent) -> int:
+        return getattr(offer, "views", 0)
+
+    @admin.display(description="clicks", ordering="clicks")
+    def clicks(self, offer: PromoContent) -> int:
+        return getattr(offer, "clicks", 0)
+
+    @admin.display(description="click rate", ordering="click_rate")
+    def click_rate(self, offer: PromoContent) -> str:
+        rate = getattr(offer, "click_rate", None)
+        return "-" if rate is None else f"{rate:.1%}"
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<int:offer_id>/preview/", view(self.preview_view), name=f"{name}_preview"),
+            path("<int:offer_id>/preview/frame/", view(self.preview_frame_view),
+                 name=f"{name}_preview_frame"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, offer_id: int) -> HttpResponse:
+        return admin_views.offer_preview_page(request, model_admin=self, offer_id=offer_id)
+
+    def preview_frame_view(self, request: HttpRequest, offer_id: int) -> HttpResponse:
+        return admin_views.offer_preview_frame(request, model_admin=self, offer_id=offer_id)
+
+    @admin.display(description="preview")
+    def preview(self, offer: PromoContent) -> str:
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_preview",
+                      args=[offer.pk], current_app=self.admin_site.name)
+        return format_html('<a href="{}">Preview</a>', url)

@@ -1,4 +1,4 @@
-"""Staff API for target groups and static lists.
+"""Staff API for target groups, static lists and offers (promo content).
 
 Views stay thin: each operation hands plain values to one selector or service, and a Django
 ValidationError (keyed by field, or by the path in the rule tree) becomes a 400.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,12 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import selectors, services
-from campaigns.models import StaticList, TargetGroup
+from campaigns.models import PromoContent, StaticList, TargetGroup
 from campaigns.rules import catalog, rules_error_lines
 from campaigns.rules.schema import rules_json_schema
 from campaigns.serializers import (
     AudiencePreviewSerializer,
     FreezeSerializer,
+    OfferSerializer,
     RulesPreviewSerializer,
     StaticListCreateSerializer,
     StaticListSerializer,
@@ -139,3 +142,29 @@ class StaticListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             name=data["name"], description=data["description"], member_ids=data["member_ids"],
             external_ids=external_ids))
         return Response(StaticListSerializer(static_list).data, status=status.HTTP_201_CREATED)
+
+
+class OfferFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        choices=[(status, status) for status in ("scheduled", "showing", "ended", "off")],
+        method="filter_status", label="Status")
+    title = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = PromoContent
+        fields = ["placement", "is_active", "campaign", "target_group"]
+
+    def filter_status(self, queryset: QuerySet[PromoContent], name: str,
+                      value: str) -> QuerySet[PromoContent]:
+        return queryset.filter(selectors.offer_status_q(value))
+
+
+class OfferViewSet(viewsets.ModelViewSet):
+    """Offers (promo content) members see in the account pages and the app, with their view
+    and click counts. Saved through the same validation as the admin."""
+
+    serializer_class = OfferSerializer
+    filterset_class = OfferFilter
+
+    def get_queryset(self) -> QuerySet[PromoContent]:
+        return selectors.offers_with_counts(PromoContent.objects.order_by("-id"))

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, URLValidator
 from django.db import models
+from django.utils import timezone
 
 from members.models import Member
 
@@ -120,3 +122,136 @@ class StaticListMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} in list {self.static_list_id}"
+
+
+# --- promo content ---------------------------------------------------------------------------
+
+UNSAFE_LINK_SCHEMES = frozenset({"javascript", "data", "vbscript", "file"})
+
+
+def link_url_problem(url: str) -> str:
+    """What is wrong with an offer's link ('' when nothing): an http(s) URL for the account
+    pages and the app, or a deep link (`myapp://offers/7`) that only the app opens."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or not rest or not scheme.isascii() or not scheme[:1].isalpha() \
+            or not all(char.isalnum() or char in "+.-" for char in scheme):
+        return "must be an https://... URL or an app deep link (myapp://...)"
+    if scheme.lower() in UNSAFE_LINK_SCHEMES:
+        return f"a {scheme}: link is refused"
+    if scheme.lower() in ("http", "https"):
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            return "is not a valid web address"
+    return ""
+
+
+class PromoContent(models.Model):
+    """An offer the member sees in the account pages and the app (DESIGN: promo content).
+
+    Shown while active, in its placement, from `show_days_before` days before `starts_at`
+    until `ends_at`, to the members of `target_group` (none: every member). `shown_from` is
+    that first moment, kept by `promo_content_save` so the member's query compares columns.
+    """
+
+    class Placement(models.TextChoices):
+        ACCOUNT = "account", "Account pages"
+        APP = "app", "App"
+        BOTH = "both", "Account pages and app"
+
+    title = models.CharField(max_length=120)
+    text = models.TextField(blank=True, max_length=2000)
+    image_url = models.CharField(
+        max_length=500, blank=True, validators=[URLValidator(
+            schemes=["https"], message="must be an https:// URL (apps refuse plain http images)")],
+        help_text="An https:// image, about 1200×600; apps refuse plain http images.")
+    link_url = models.CharField(
+        max_length=500, blank=True,
+        help_text="What the call to action opens: a web URL (https://...) or an app deep link "
+                  "(myapp://offers/7, shown in the app only).")
+    link_label = models.CharField(max_length=40, blank=True,
+                                  help_text="The call to action's text, e.g. “Get the coupon”.")
+    priority = models.IntegerField(default=0, help_text="Higher shows first.")
+    campaign = models.ForeignKey(Campaign, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="offers")
+    placement = models.CharField(max_length=8, choices=Placement.choices,
+                                 default=Placement.BOTH)
+    # PROTECT: a deleted group would otherwise turn a targeted offer into one for everybody.
+    target_group = models.ForeignKey(
+        TargetGroup, on_delete=models.PROTECT, null=True, blank=True, related_name="offers",
+        verbose_name="audience", help_text="Who sees it; empty: every member.")
+    starts_at = models.DateTimeField(help_text="The offer is valid from…")
+    ends_at = models.DateTimeField(help_text="…until; it is hidden from then on.")
+    show_days_before = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(365)],
+        help_text="Shown this many days before it starts (announced), 0: from the start.")
+    shown_from = models.DateTimeField(editable=False)
+    is_active = models.BooleanField(default=True, help_text="Off: hidden whatever the dates.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "offer"
+        ordering = ["-priority", "starts_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
+                                   name="promo_content_period_ordered"),
+            models.CheckConstraint(condition=models.Q(shown_from__lte=models.F("starts_at")),
+                                   name="promo_content_shown_before_start"),
+        ]
+        indexes = [
+            # The member's query: live offers only, so the ended ones piling up cost nothing.
+            models.Index(fields=["ends_at"], condition=models.Q(is_active=True),
+                         name="promo_content_live_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.link_url:
+            problem = link_url_problem(self.link_url)
+            if problem:
+                errors["link_url"] = problem
+        elif self.link_label:
+            errors["link_label"] = "a call to action needs the link it opens (link_url)"
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "must be after the start"
+        if self.target_group_id is not None:
+            from campaigns.rules import rules_error_lines, rules_validate
+
+            group = self.target_group
+            try:
+                rules_validate(group.rules, target_group=group)
+            except ValidationError as error:
+                errors["target_group"] = ("the group's rules are invalid, so nobody would see "
+                                          "the offer: " + "; ".join(rules_error_lines(error)))
+        if errors:
+            raise ValidationError(errors)
+
+    def link_opens_web(self) -> bool:
+        return self.link_url.lower().startswith(("https://", "http://"))
+
+    def starts_later(self) -> bool:
+        """Shown in its display window before it starts: the card says when it starts."""
+        return self.starts_at > timezone.now()
+
+
+class PromoContentDay(models.Model):
+    """An offer's views and clicks on one day: one row per offer and day, incremented in place
+    (INSERT … ON CONFLICT DO UPDATE), however many members look."""
+
+    offer = models.ForeignKey(PromoContent, on_delete=models.CASCADE, related_name="days",
+                              db_index=False)
+    day = models.DateField()
+    views = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "day"], name="promo_content_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer_id} on {self.day}: {self.views} views, {self.clicks} clicks"

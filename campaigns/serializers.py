@@ -5,8 +5,11 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from campaigns.models import StaticList, TargetGroup
+from campaigns import services
+from campaigns.models import PromoContent, StaticList, TargetGroup
 from campaigns.rules import rules_error_lines, rules_validate
+from campaigns.selectors import offer_status
+from config.api import service_call
 
 
 class RulesField(serializers.JSONField):
@@ -73,3 +76,46 @@ class StaticListCreateSerializer(serializers.Serializer):
                                          required=False, default=list)
     file = serializers.FileField(required=False, help_text=(
         "A CSV of external ids: an `external_id` column, or the first column."))
+
+
+class MemberOfferSerializer(serializers.ModelSerializer):
+    """An offer as the member's app shows it: small, since the home call carries them."""
+
+    class Meta:
+        model = PromoContent
+        fields = ["id", "title", "text", "image_url", "link_url", "link_label", "starts_at",
+                  "ends_at"]
+        read_only_fields = fields
+
+
+class OfferSerializer(serializers.ModelSerializer):
+    """An offer as marketers manage it; saved through `promo_content_save`."""
+
+    status = serializers.SerializerMethodField(
+        help_text="scheduled (not shown yet), showing, ended, or off (switched off).")
+    views = serializers.IntegerField(read_only=True, default=0)
+    clicks = serializers.IntegerField(read_only=True, default=0)
+    click_rate = serializers.FloatField(read_only=True, allow_null=True, default=None,
+                                        help_text="Clicks per view; null before any view.")
+
+    class Meta:
+        model = PromoContent
+        fields = ["id", "title", "text", "image_url", "link_url", "link_label", "priority",
+                  "campaign", "placement", "target_group", "starts_at", "ends_at",
+                  "show_days_before", "shown_from", "is_active", "status", "views", "clicks",
+                  "click_rate", "created_at", "updated_at"]
+        read_only_fields = ["shown_from", "created_at", "updated_at"]
+        # Checked by the model in promo_content_save, so every error comes back at once.
+        extra_kwargs = {"image_url": {"validators": []}}
+
+    def get_status(self, offer: PromoContent) -> str:
+        return offer_status(offer)
+
+    def create(self, validated_data: dict[str, Any]) -> PromoContent:
+        return service_call(lambda: services.promo_content_save(
+            offer=PromoContent(**validated_data)))
+
+    def update(self, offer: PromoContent, validated_data: dict[str, Any]) -> PromoContent:
+        for name, value in validated_data.items():
+            setattr(offer, name, value)
+        return service_call(lambda: services.promo_content_save(offer=offer))

@@ -1,4 +1,5 @@
-"""Use cases that change target groups and static lists: freeze, upload, watch, re-evaluate."""
+"""Use cases that change target groups and static lists (freeze, upload, watch, re-evaluate)
+and offers (save, count views and clicks)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from campaigns.models import StaticList, StaticListMember, TargetGroup, TargetGroupMembership
+from campaigns.models import (
+    PromoContent,
+    PromoContentDay,
+    StaticList,
+    StaticListMember,
+    TargetGroup,
+    TargetGroupMembership,
+)
 from campaigns.selectors import target_group_members
 from loyalty.models import Event
 from loyalty.services import events_record
@@ -226,3 +234,46 @@ def static_list_of_addresses(*, name: str, field: str, addresses: Sequence[str],
     static_list.size = size
     static_list.save(update_fields=["size"])
     return static_list
+
+
+# --- promo content ---------------------------------------------------------------------------
+
+OFFER_COUNTERS = ("views", "clicks")
+
+
+@transaction.atomic
+def promo_content_save(*, offer: PromoContent) -> PromoContent:
+    """Create or change an offer: validated with field-named errors, its display window's start
+    (`shown_from`) derived from the start and the days it is announced before it."""
+    if offer.starts_at is not None:
+        offer.shown_from = offer.starts_at - dt.timedelta(days=offer.show_days_before or 0)
+    offer.full_clean(exclude=["shown_from"])
+    offer.save()
+    return offer
+
+
+def promo_content_count(*, offer_ids: Iterable[int], counter: str,
+                        on: dt.date | None = None) -> None:
+    """Add one view or one click to each offer's row of the day, in one statement.
+
+    The day's row is created by the first and incremented in place after (INSERT … ON
+    CONFLICT, which PostgreSQL and SQLite both speak), so a popular offer costs one row a day,
+    however many members look; concurrent counts wait on that row's lock for an instant
+    instead of losing an increment. Ids go in sorted, so two multi-offer counts lock rows in
+    the same order and never deadlock.
+    """
+    if counter not in OFFER_COUNTERS:
+        raise ValueError(f"counter must be one of {OFFER_COUNTERS}, not {counter!r}")
+    ids = sorted(set(offer_ids))
+    if not ids:
+        return
+    day = on or timezone.localdate()
+    qn = connection.ops.quote_name
+    table, column = qn(PromoContentDay._meta.db_table), qn(counter)
+    views, clicks = (1, 0) if counter == "views" else (0, 1)
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (offer_id, day, views, clicks) VALUES {rows} "
+            f"ON CONFLICT (offer_id, day) DO UPDATE SET {column} = {table}.{column} + 1",
+            [value for pk in ids for value in (pk, day, views, clicks)])

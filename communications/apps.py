@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class CommunicationsConfig(AppConfig):
@@ -15,6 +16,13 @@ class CommunicationsConfig(AppConfig):
             transactional,  # noqa: F401  (registers member hooks)
         )
         from communications.anymail_tracking import tracking_received
+        from communications.selectors.inbox import inbox_home
+        from members import hooks
 
         # Email services' tracking webhooks (anymail) become receipts and unsubscribes.
         tracking.connect(tracking_received, dispatch_uid="engage-anymail-tracking")
+        # The member's inbox in the account pages, and its unread count on the home call.
+        hooks.ACCOUNT_SECTIONS.append(
+            (30, "communications-account:inbox", gettext_lazy("Messages")))
+        hooks.ACCOUNT_HOME.append(inbox_home)
+        hooks.ACCOUNT_HOME_TEMPLATES.append("account/home_messages.html")

@@ -20,7 +20,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, TargetGroup
+from campaigns.models import Campaign, PromoContent, TargetGroup
+from campaigns.services import promo_content_save
 from communications.models import Gateway, Mailing, Template
 from loyalty.demo import demo_seed
 from members.models import Channel, Member
@@ -68,6 +69,7 @@ def demo_setup(*, members: int = DEMO_MEMBERS) -> DemoSetup:
     with transaction.atomic():
         user = _marketer_ensure(password)
         mailing = _demo_mailing_ensure(created_by=user)
+        _demo_offers_ensure(campaign=mailing.campaign)
     return DemoSetup(mailing=mailing, gateway=mailing.gateway, username=MARKETER,
                      password=password, password_file=password_file, seeded=seeded)
 
@@ -135,11 +137,31 @@ def _demo_mailing_ensure(*, created_by: AbstractBaseUser) -> Mailing:
         "channel": Channel.EMAIL, "provider": "file_sink", "settings": {},
         "sender": "Engage demo shop <hello@shop.example.com>",
     })
+    # The demo's members have phones and SMS consent too: an SMS mailing a marketer builds
+    # needs a gateway (its texts land as JSON lines, see gateways.file_sink).
+    _first_or_create(Gateway, {"name": "Local SMS sink"}, {
+        "channel": Channel.SMS, "provider": "file_sink", "settings": {}, "sender": "EngageDemo",
+    })
     mailing = _first_or_create(Mailing, {"name": DEMO_MAILING}, {
         "campaign": campaign, "target_group": everyone, "template": template,
         "gateway": gateway, "created_by": created_by,
     })
     return mailing
+
+
+def _demo_offers_ensure(*, campaign: Campaign | None) -> None:
+    """Two offers on the account pages (/account/offers/) and in the app's home call."""
+    now = timezone.now()
+    offers = [("Double points this week", "Every purchase until Sunday earns double points.",
+               "https://shop.example.com/double-points", "See the offer", "both"),
+              ("Free delivery in the app", "Order in the app: delivery is on us this month.",
+               "engage-demo://offers/free-delivery", "Order now", "app")]
+    for title, text, link_url, link_label, placement in offers:
+        if not PromoContent.objects.filter(title=title).exists():
+            promo_content_save(offer=PromoContent(
+                title=title, text=text, link_url=link_url, link_label=link_label,
+                placement=placement, campaign=campaign, starts_at=now,
+                ends_at=now + timedelta(days=30)))
 
 
 def sink_directory(gateway: Gateway) -> Path:

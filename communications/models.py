@@ -425,6 +425,7 @@ class Message(models.Model):
         QUIET_HOURS = "quiet_hours", "Quiet hours in the member's time zone"
         FREQUENCY_CAP = "frequency_cap", "Deferred by a frequency cap"
         LOCAL_TIME = "local_time", "Waiting for the send time in the member's time zone"
+        MEMBER_QUIET_HOURS = "member_quiet", "The member's own quiet hours"
 
     class SkipReason(models.TextChoices):
         MEMBER_INACTIVE = "inactive", "Member blocked or erased"
@@ -500,6 +501,18 @@ class Message(models.Model):
                 name="message_claimed_idx",
             ),
             models.Index(fields=["member", "created_at"], name="message_member_idx"),
+            # The member's inbox (communications.selectors.inbox), newest first. Partial: rows
+            # enter when they are sent, so the audience snapshot's INSERT never pays for them.
+            models.Index(fields=["member", "-sent_at", "-id"],
+                         condition=models.Q(is_test=False, sent_at__isnull=False),
+                         name="message_inbox_idx"),
+            # The app's unread count on every home call: the push messages sent and not yet
+            # read, counted from the index alone.
+            models.Index(fields=["member", "-sent_at", "-id"],
+                         condition=models.Q(is_test=False, sent_at__isnull=False,
+                                            channel="push",
+                                            status__in=["sent", "delivered", "expired"]),
+                         name="message_unread_idx"),
             models.Index(fields=["gateway", "provider_id"], condition=~models.Q(provider_id=""),
                          name="message_provider_idx"),
         ]
@@ -522,6 +535,7 @@ class MessageStatusChange(models.Model):
         SWEEPER = "sweeper", "Sweeper (lease or lifetime expired)"
         COMPLIANCE = "compliance", "Compliance (consent, frequency cap, quiet hours)"
         OPERATOR = "operator", "Marketer (pause, cancel)"
+        MEMBER = "member", "The member (read in the app or the account)"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes",
                                 db_index=False, db_constraint=False)

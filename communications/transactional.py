@@ -22,14 +22,16 @@ from communications.gateways import OutboundMessage
 from communications.models import Gateway, Message
 from communications.services import gateway_send, messages_record_results
 from members import hooks
-from members.models import Channel, Member, Suppression
+from members.models import Channel, FeedbackMessage, FeedbackThread, Member, Suppression
 from members.services.double_opt_in import email_confirmation_url
+from members.services.feedback import feedback_thread_url
 
 Status = Message.Status
 # A member who asks again within this time does not get a second confirmation.
 CONFIRMATION_RESEND_AFTER = timedelta(minutes=10)
 CONFIRMATION_SUBJECT = "Please confirm your email address"
 SIGN_IN_SUBJECT = _("Your sign-in code")
+FEEDBACK_ANSWERED_SUBJECT = _("Support has answered your message")
 
 
 def transactional_gateway(*, channel: str) -> Gateway:
@@ -125,3 +127,28 @@ def sign_in_code_send(member: Member, channel: str, address: str, code: str) -> 
 
 
 hooks.SIGN_IN_CODE_REQUESTED.append(sign_in_code_send)
+
+
+def feedback_answered_send(thread: FeedbackThread, message: FeedbackMessage) -> Message | None:
+    """Tell a member support answered their feedback (hooked to members' feedback): by email
+    if they have an address, else by SMS, in their language, with a link to the thread."""
+    member = thread.member
+    if member.status != Member.Status.ACTIVE:
+        return None
+    if member.email:
+        channel, address = Channel.EMAIL, member.email
+    elif member.phone:
+        channel, address = Channel.SMS, member.phone
+    else:
+        return None
+    with translation.override(member.language or settings.LANGUAGE_CODE):
+        body = render_to_string("members/feedback_answered.txt", {
+            "program_name": settings.ENGAGE_PROGRAM_NAME, "topic": thread.get_topic_display(),
+            "thread_url": feedback_thread_url(thread=thread),
+        }).strip()
+        subject = str(FEEDBACK_ANSWERED_SUBJECT) if channel == Channel.EMAIL else ""
+    return transactional_message_create(member=member, channel=channel, address=address,
+                                        kind="feedback_answered", subject=subject, body=body)
+
+
+hooks.FEEDBACK_ANSWERED.append(feedback_answered_send)

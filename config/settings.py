@@ -156,6 +156,14 @@ STORAGES = {
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
+    # Feedback attachments are private: served only by views that check who asks
+    # (members/services/feedback.py), so never point this at a public media location.
+    "feedback": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.str("ENGAGE_FEEDBACK_ATTACHMENT_DIR",
+                                        default=str(VAR_DIR / "feedback")),
+                    "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+    },
 }
 
 # --- security (production) ------------------------------------------------------------------
@@ -195,8 +203,10 @@ SPECTACULAR_SETTINGS = {
         "StaticListSourceEnum": "campaigns.models.StaticList.Source",
         "ConsentSourceEnum": "members.models.ConsentSource",
         "MemberStatusEnum": "members.models.Member.Status",
+        "VoucherKindEnum": "loyalty.integration.models.Voucher.Kind",
         "MessageStatusEnum": "communications.models.Message.Status",
         "MailingStateEnum": "communications.models.Mailing.State",
+        "FeedbackThreadStatusEnum": "members.models.FeedbackThread.Status",
     },
 }
 
@@ -259,6 +269,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "communications.tasks.prune_receipts",
         "schedule": timedelta(hours=1),
     },
+    # Integration API Idempotency-Keys past ENGAGE_IDEMPOTENCY_TTL.
+    "prune-idempotency-keys": {"task": "loyalty.integration.tasks.idempotency_keys_prune",
+                               "schedule": timedelta(hours=1)},
+    # Events whose nudge was lost, and webhook retries that came due (loyalty/webhooks/).
+    "relay-webhooks": {"task": "loyalty.webhooks.tasks.webhooks_relay",
+                       "schedule": timedelta(seconds=env.float("ENGAGE_WEBHOOK_RELAY_TICK",
+                                                               default=2.0))},
     # Each active gateway's provider is probed (connect, log in, let go) and the outcome shown
     # in the gateway list, so a changed password or a dead relay shows before a mailing fails.
     "check-gateways-health": {
@@ -304,7 +321,15 @@ ENGAGE_SIGN_IN_CODE_ATTEMPTS = env.int("ENGAGE_SIGN_IN_CODE_ATTEMPTS", default=5
 ENGAGE_SIGN_IN_CODES_PER_ADDRESS = env.int("ENGAGE_SIGN_IN_CODES_PER_ADDRESS", default=5)
 ENGAGE_SIGN_IN_CODES_PER_IP = env.int("ENGAGE_SIGN_IN_CODES_PER_IP", default=30)
 ENGAGE_SIGN_IN_FAILURES_PER_IP = env.int("ENGAGE_SIGN_IN_FAILURES_PER_IP", default=50)
+# Web-push subscriptions whose push service is this machine (the loopback peers of tests and
+# benchmarks, a local push service in development); refused in production.
+ENGAGE_PUSH_ALLOW_LOOPBACK = env.bool("ENGAGE_PUSH_ALLOW_LOOPBACK", default=DEBUG)
 ENGAGE_PROGRAM_NAME = env.str("ENGAGE_PROGRAM_NAME", default="Engage Club")
+# The largest attachment a member or an agent may add to a feedback message (5 MB).
+ENGAGE_FEEDBACK_ATTACHMENT_MAX_BYTES = env.int("ENGAGE_FEEDBACK_ATTACHMENT_MAX_BYTES",
+                                               default=5 * 1024 * 1024)
+if ENGAGE_FEEDBACK_ATTACHMENT_MAX_BYTES < 1:
+    raise ImproperlyConfigured("ENGAGE_FEEDBACK_ATTACHMENT_MAX_BYTES must be at least 1")
 ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY = env.str("ENGAGE_TRANSACTIONAL_EMAIL_GATEWAY", default="")
 # django-anymail: the basic auth ("user:password") email services must send with their tracking
 # webhooks (hooks/anymail/<esp>/tracking/); unset, those webhooks refuse every call. ESP
@@ -318,11 +343,27 @@ ENGAGE_SMS_STOP_KEYWORDS = env.list(
     default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP", "ARRET",
              "ARRÊT", "BAJA", "СТОП", "ОТПИСАТЬСЯ", "ОТПИСКА"],
 )
+# Outgoing webhooks (loyalty/webhooks/): receivers on private or loopback addresses are refused
+# unless this is on (development and tests call loopback receivers).
+ENGAGE_WEBHOOK_ALLOW_PRIVATE = env.bool("ENGAGE_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
+ENGAGE_WEBHOOK_TIMEOUT = env.float("ENGAGE_WEBHOOK_TIMEOUT", default=10.0)
+# A worker's claim on deliveries lasts their timeouts plus this; then a dead worker's are retaken.
+ENGAGE_WEBHOOK_LEASE_MARGIN = env.float("ENGAGE_WEBHOOK_LEASE_MARGIN", default=30.0)
+# A subscription whose every attempt failed for this many days is disabled and its owner told.
+ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS = env.float("ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS", default=5.0)
+# After a secret is rotated, the previous one still signs deliveries for this long.
+ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS = env.float("ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS",
+                                                 default=24.0)
 # How long an audience count may run before the preview shows PostgreSQL's estimate instead.
 ENGAGE_SEGMENT_COUNT_TIMEOUT = env.float("ENGAGE_SEGMENT_COUNT_TIMEOUT", default=5.0)
 # Large counts run in this many parts at once (one connection each), from this many member ids.
 ENGAGE_SEGMENT_COUNT_WORKERS = env.int("ENGAGE_SEGMENT_COUNT_WORKERS", default=os.cpu_count() or 1)
 ENGAGE_SEGMENT_SPLIT_MIN = env.int("ENGAGE_SEGMENT_SPLIT_MIN", default=200_000)
+# Integration API: how long an Idempotency-Key's first answer is replayed, and how long a
+# rotated API key keeps working beside its successor.
+ENGAGE_IDEMPOTENCY_TTL = timedelta(seconds=env.int("ENGAGE_IDEMPOTENCY_TTL", default=86_400))
+ENGAGE_API_KEY_ROTATION_GRACE = timedelta(
+    seconds=env.int("ENGAGE_API_KEY_ROTATION_GRACE", default=86_400))
 
 LOGGING = {
     "version": 1,

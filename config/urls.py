@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("communications.urls")),
     path("", include("members.urls")),
     path("", include("campaigns.urls")),
+    path("", include("loyalty.urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +22,9 @@ urlpatterns = [
     path("", include("members.public_urls")),
     # The member's account pages, signed in with a one-time code.
     path("account/", include("members.account_urls")),
+    path("account/", include("communications.account_urls")),
+    path("account/", include("loyalty.account_urls")),
+    path("account/", include("campaigns.account_urls")),
     # Inbound calls from providers (SMS replies, receipts), each authenticated by signature.
     path("hooks/", include("communications.webhook_urls")),
     # Email services' tracking events, parsed by django-anymail (ANYMAIL_WEBHOOK_SECRET).

@@ -24,6 +24,20 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False) + "\n"
 
 
+def _unfuzzy(head: str) -> str:
+    """The comment lines without the `fuzzy` flag (msgmerge's guess, which compilemessages
+    leaves out): the translation comes from the JSON, which a person wrote."""
+    lines = []
+    for line in head.splitlines(keepends=True):
+        if line.startswith("#,"):
+            flags = [flag.strip() for flag in line[2:].split(",") if flag.strip() != "fuzzy"]
+            if not flags:
+                continue
+            line = "#, " + ", ".join(flags) + "\n"
+        lines.append(line)
+    return "".join(lines)
+
+
 def main(language: str = "ru") -> int:
     catalog = HERE / language / "LC_MESSAGES" / "django.po"
     known: dict[str, str] = {}
@@ -33,7 +47,7 @@ def main(language: str = "ru") -> int:
 
     def fill(match: re.Match[str]) -> str:
         msgid, msgstr = _unquote(match["id"]), _unquote(match["str"])
-        head = match["head"].replace("#, fuzzy\n", "") if msgid else match["head"]
+        head = _unfuzzy(match["head"]) if msgid else match["head"]
         if msgid and not msgstr:
             if msgid in known:
                 msgstr = known[msgid]

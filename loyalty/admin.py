@@ -6,8 +6,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+# Registers the favorite-products screens, kept with the rest of that sub-domain.
+from loyalty.favorites import admin as favorites_admin  # noqa: F401
+from loyalty.integration import admin as integration_admin  # noqa: F401
 from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Tier
 from loyalty.services import order_lines_follow
+from loyalty.webhooks import admin as webhooks_admin  # noqa: F401
 
 
 @admin.register(Tier)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from members.models import Member
@@ -173,3 +174,160 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.member_id} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class FavoriteProductsOffer(models.Model):
+    """A marketer's "pick your favorite products" offer: for its period, each member in its
+    audience picks up to `pick_limit` products from their own candidate list, and the loyalty
+    engine gives the benefit on those products (it reads the picks from the staff API).
+
+    A member's candidates are computed when asked for (loyalty.favorites.selectors), from the
+    fixed list, from their purchase history in the `history_days` before the offer starts, or
+    both; anchoring the window on the start keeps the list still while the offer runs.
+    """
+
+    class Benefit(models.TextChoices):
+        PERCENT_DISCOUNT = "percent_discount", "Percent discount"
+        EXTRA_POINTS = "extra_points", "Extra points"
+
+    class CandidateSource(models.TextChoices):
+        HISTORY = "history", "Purchase history by category"
+        FIXED = "fixed", "Fixed list of products"
+        BOTH = "both", "Both: the fixed list and the purchase history"
+
+    name = models.CharField(max_length=200, help_text="Shown to members.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    picks_locked_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Members may change their picks until this time; empty: until the offer ends.")
+    pick_limit = models.PositiveSmallIntegerField(
+        default=3, help_text="How many products a member may pick.")
+    benefit = models.CharField(max_length=16, choices=Benefit.choices)
+    benefit_value = models.DecimalField(
+        max_digits=9, decimal_places=2,
+        help_text="The percent off (1–100) or the extra points per product (a whole number).")
+    candidate_source = models.CharField(max_length=8, choices=CandidateSource.choices,
+                                        default=CandidateSource.HISTORY)
+    products = models.ManyToManyField(
+        Product, blank=True, related_name="favorite_offers",
+        help_text="The fixed list: candidates of every member (sources 'fixed' and 'both').")
+    history_days = models.PositiveSmallIntegerField(
+        default=180, help_text="How many days of purchases before the offer starts count.")
+    history_categories = models.PositiveSmallIntegerField(
+        default=3, help_text="Products come from this many of the member's most bought "
+                             "categories.")
+    history_products = models.PositiveSmallIntegerField(
+        default=12, help_text="At most this many candidates from the history (beside the fixed "
+                              "list): the products the member bought most, then the others of "
+                              "those categories by name.")
+    tiers = models.ManyToManyField(
+        Tier, blank=True, related_name="favorite_offers",
+        help_text="Only members of these tiers see the offer; none: every member.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        indexes = [models.Index(fields=["ends_at", "starts_at"], name="favoriteoffer_period_idx")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
+                                   name="favoriteoffer_period_valid"),
+            models.CheckConstraint(condition=models.Q(pick_limit__gte=1),
+                                   name="favoriteoffer_pick_limit_positive"),
+            models.CheckConstraint(condition=models.Q(benefit_value__gt=0),
+                                   name="favoriteoffer_benefit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def uses_history(self) -> bool:
+        return self.candidate_source in (self.CandidateSource.HISTORY, self.CandidateSource.BOTH)
+
+    @property
+    def uses_fixed_list(self) -> bool:
+        return self.candidate_source in (self.CandidateSource.FIXED, self.CandidateSource.BOTH)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "The offer must end after it starts."
+        if self.picks_locked_at and self.starts_at and self.ends_at and not (
+                self.starts_at < self.picks_locked_at <= self.ends_at):
+            errors["picks_locked_at"] = "Picks must lock after the start, at the end at the latest."
+        if self.benefit_value is not None:
+            if self.benefit_value <= 0:
+                errors["benefit_value"] = "The benefit must be more than zero."
+            elif (self.benefit == self.Benefit.PERCENT_DISCOUNT and self.benefit_value > 100):
+                errors["benefit_value"] = "A percent discount is at most 100."
+            elif (self.benefit == self.Benefit.EXTRA_POINTS
+                  and self.benefit_value != self.benefit_value.to_integral_value()):
+                errors["benefit_value"] = "Extra points are a whole number."
+        if self.pick_limit is not None and self.pick_limit < 1:
+            errors["pick_limit"] = "Members must be able to pick at least one product."
+        if self.uses_history and (not self.history_days or not self.history_categories
+                                  or not self.history_products):
+            errors["candidate_source"] = ("Purchase-history candidates need the days, the "
+                                          "number of categories and of products above zero.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class FavoriteProductsSelection(models.Model):
+    """One member's picks of one offer: the row the loyalty engine polls (`updated_at`), kept
+    when the member clears their picks so the engine learns of that too."""
+
+    offer = models.ForeignKey(FavoriteProductsOffer, on_delete=models.CASCADE,
+                              related_name="selections")
+    # Covered by favoriteselection_unique (member first).
+    member = models.ForeignKey(Member, on_delete=models.CASCADE,
+                               related_name="favorite_product_selections", db_index=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(help_text="When the member last changed these picks.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["member", "offer"], name="favoriteselection_unique"),
+        ]
+        indexes = [
+            # The engine's poll: one offer's selections changed since a time, in that order.
+            models.Index(fields=["offer", "updated_at", "id"], name="favoriteselection_poll_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} in {self.offer_id}"
+
+
+class FavoriteProductPick(models.Model):
+    selection = models.ForeignKey(FavoriteProductsSelection, on_delete=models.CASCADE,
+                                  related_name="picks", db_index=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT,
+                                related_name="favorite_picks")
+    picked_at = models.DateTimeField(help_text="When the member first picked it; a save that "
+                                               "keeps it keeps this time.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["selection", "product"], name="favoritepick_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selection_id}: {self.product_id}"
+
+
+# The integration API's models live beside their sub-domain; importing them here makes them
+# part of this app.
+from loyalty.integration.models import (  # noqa: E402, F401
+    ApiKey,
+    CustomEventType,
+    IdempotencyKey,
+    Voucher,
+)
+
+# Outgoing webhooks live in their own module; imported here so they are this app's models.
+from loyalty.webhooks.models import (  # noqa: E402, F401
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)

@@ -1,4 +1,5 @@
-"""A member's orders and loyalty account, for their data export.
+"""A member's orders, vouchers, loyalty account and favorite-product picks, for their data
+export.
 
 Registered in `members.hooks` by `LoyaltyConfig.ready()`. There is no erasure handler: orders,
 their lines and the account hold nothing that names the person beyond the member link (the
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loyalty.models import LoyaltyAccount, Order, OrderLine
+from django.db.models import F
+
+from loyalty.models import FavoriteProductPick, LoyaltyAccount, Order, OrderLine, Voucher
 from members import hooks
 from members.models import Member
 
@@ -31,6 +34,12 @@ def member_loyalty_export(member: Member) -> dict[str, Any]:
             "product_sku": line["product__sku"], "product_name": line["product__name"],
             "quantity": line["quantity"], "unit_price": line["unit_price"],
         })
+    picks = list(
+        FavoriteProductPick.objects.filter(selection__member=member)
+        .order_by("selection__offer_id", "picked_at", "id")
+        .values("picked_at", offer=F("selection__offer__name"),
+                product_sku=F("product__sku"), product_name=F("product__name"))
+    )
     return {
         "profile": {"tier": tier.code if tier else None},
         "loyalty_account": None if account is None else {
@@ -43,6 +52,9 @@ def member_loyalty_export(member: Member) -> dict[str, Any]:
              "lines": lines_by_order[order["id"]]}
             for order in orders
         ],
+        "favorite_products": picks,
+        "vouchers": list(Voucher.objects.filter(member=member).order_by("issued_at", "id").values(
+            "code", "kind", "value", "issued_at", "expires_at", "redeemed_at")),
     }
 
 

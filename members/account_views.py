@@ -48,7 +48,8 @@ def _safe_next(request: HttpRequest, candidate: str) -> str:
 def account_context(request: HttpRequest, **context: Any) -> dict[str, Any]:
     """What every account page's template needs: the member, the navigation, the program."""
     path = request.path
-    sections = [{"url": reverse(name), "label": label} for name, label in hooks.ACCOUNT_SECTIONS]
+    sections = [{"url": reverse(name), "label": label}
+                for _, name, label in sorted(hooks.ACCOUNT_SECTIONS, key=lambda s: s[0])]
     for section in sections:
         section["current"] = path.startswith(section["url"])
     return {"account_member": getattr(request, "member", None), "account_sections": sections,

@@ -15,6 +15,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
+from config.principals import Principal
 from members.models import Member, MemberToken
 from members.services.sign_in import member_token_member
 
@@ -22,23 +23,15 @@ SESSION_KEY = "engage_member_id"
 
 
 @dataclass(frozen=True)
-class MemberPrincipal:
+class MemberPrincipal(Principal):
     """The member a request acts for, where Django and DRF expect a user."""
 
     member: Member
     token: MemberToken | None = None
-    is_authenticated: bool = True
-    is_active: bool = True
-    is_staff: bool = False
-    is_superuser: bool = False
-    is_anonymous: bool = False
 
     @property
     def pk(self) -> int:
         return self.member.pk
-
-    def has_perm(self, perm: str, obj: Any = None) -> bool:
-        return False
 
 
 class MemberTokenAuthentication(authentication.BaseAuthentication):

@@ -17,9 +17,13 @@ EMAIL_CONFIRMATION_REQUESTED: list[Callable[[int], None]] = []
 # (member, channel, address, code) -> None: send a sign-in code as a transactional message
 # (communications), after the code's row commits.
 SIGN_IN_CODE_REQUESTED: list[Callable[[Any, str, str, str], None]] = []
+# (thread, message) -> None: a support agent answered the member's feedback thread; tell the
+# member as a transactional message (communications), recorded in the answer's transaction.
+FEEDBACK_ANSWERED: list[Callable[[Any, Any], None]] = []
 # The member's account pages other apps add (offers, favorite products, inbox, feedback...):
-# (url name, label), in the order of the navigation.
-ACCOUNT_SECTIONS: list[tuple[str, Any]] = []
+# (position, url name, label); the navigation lists them by position (offers 10, favorite
+# products 20, messages 30, preferences 40, support 50), whatever order the apps load in.
+ACCOUNT_SECTIONS: list[tuple[int, str, Any]] = []
 # (member) -> {key: data}: what another app adds to the app's home call (GET /api/v1/me/home/)
 # and the account's home page, e.g. active offers or the unread count. Must be cheap: the home
 # call is the app's most frequent request.
@@ -32,6 +36,9 @@ MEMBER_EXPORT: list[Callable[[Any], dict[str, Any]]] = []
 # (member) -> {what: count} or None: anonymize what another app holds about the member, inside
 # erasure's transaction; the counts go into the audit entry.
 MEMBER_ERASE: list[Callable[[Any], dict[str, int] | None]] = []
+# (consent events) -> None: grants or withdrawals were recorded; called inside their transaction,
+# so what a handler writes (loyalty's CONSENT_CHANGED events) commits or rolls back with them.
+CONSENTS_CHANGED: list[Callable[[list[Any]], None]] = []
 # (member_ids or None) -> None: these members' data changed (None: too many to list, e.g. an
 # import), so what depends on it (watched target groups) is brought up to date after commit.
 MEMBERS_CHANGED: list[Callable[[list[int] | None], None]] = []

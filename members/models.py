@@ -6,6 +6,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Channel(models.TextChoices):
@@ -103,6 +104,10 @@ class Member(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE,
                               db_default=Status.ACTIVE)
     custom_attributes = models.JSONField(default=dict, blank=True, db_default={})
+    # The member's own quiet hours (members.services.preferences), in their time zone: no
+    # marketing on any channel between them; both blank when they set none.
+    quiet_hours_start = models.TimeField(null=True, blank=True)
+    quiet_hours_end = models.TimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -118,6 +123,14 @@ class Member(models.Model):
                 | (models.Q(latitude__gte=-90, latitude__lte=90)
                    & models.Q(longitude__gte=-180, longitude__lte=180)),
                 name="member_location_valid",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(quiet_hours_start__isnull=True)
+                           & models.Q(quiet_hours_end__isnull=True))
+                | (models.Q(quiet_hours_start__isnull=False)
+                   & models.Q(quiet_hours_end__isnull=False)
+                   & ~models.Q(quiet_hours_start=models.F("quiet_hours_end"))),
+                name="member_quiet_hours_valid",
             ),
         ]
         indexes = [
@@ -434,3 +447,75 @@ class MemberToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.pk} of member {self.member_id} ({self.name or 'unnamed device'})"
+
+
+class FeedbackThread(models.Model):
+    """A member's conversation with support about one topic (members/services/feedback.py).
+
+    The status moves new → in progress → answered → closed: an agent's answer makes it
+    answered, the member's reply to an answer puts it back in progress, and a closed thread
+    takes no new messages.
+    """
+
+    class Topic(models.TextChoices):
+        POINTS = "points", _("Points")
+        ORDER = "order", _("Order")
+        OFFER = "offer", _("Offer")
+        ACCOUNT = "account", _("Account")
+        OTHER = "other", _("Other")
+
+    class Status(models.TextChoices):
+        NEW = "new", _("New")
+        IN_PROGRESS = "in_progress", _("In progress")
+        ANSWERED = "answered", _("Answered")
+        CLOSED = "closed", _("Closed")
+
+    # Covered by feedbackthread_member_idx, which also serves the member's newest-first list.
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="feedback_threads",
+                               db_index=False)
+    topic = models.CharField(max_length=16, choices=Topic.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    created_at = models.DateTimeField()
+    last_message_at = models.DateTimeField(help_text="When the newest message was written.")
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        indexes = [
+            models.Index(fields=["member", "-id"], name="feedbackthread_member_idx"),
+            models.Index(fields=["status", "-last_message_at"], name="feedbackthread_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_topic_display()} ({self.get_status_display()})"
+
+
+class FeedbackMessage(models.Model):
+    """One message of a feedback thread, from the member or from a support agent, with at most
+    one attachment kept in the private `feedback` storage (never under a public URL)."""
+
+    class Sender(models.TextChoices):
+        MEMBER = "member", "Member"
+        SUPPORT = "support", "Support"
+
+    thread = models.ForeignKey(FeedbackThread, on_delete=models.CASCADE, related_name="messages",
+                               db_index=False)
+    sender = models.CharField(max_length=8, choices=Sender.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                               blank=True, related_name="+", db_index=False,
+                               help_text="The support agent who answered.")
+    text = models.TextField()
+    attachment = models.CharField(max_length=255, blank=True,
+                                  help_text="The file's random name in the feedback storage.")
+    attachment_name = models.CharField(max_length=255, blank=True,
+                                       help_text="The file name the sender gave.")
+    attachment_type = models.CharField(max_length=32, blank=True,
+                                       help_text="The content type read from the file itself.")
+    attachment_size = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["thread", "id"], name="feedbackmessage_thread_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.sender} in thread {self.thread_id} at {self.created_at:%Y-%m-%d %H:%M}"

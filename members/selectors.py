@@ -23,9 +23,10 @@ from members.models import (
 ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone"}
 SOCIAL_NETWORKS = (MessengerAccount.Network.VK, MessengerAccount.Network.TELEGRAM,
                    MessengerAccount.Network.WHATSAPP)
-# A message row keeps the address it went to in 254 characters (FCM tokens are about 160): a
-# longer token could not be frozen into the audience, so it is no address at all.
-PUSH_TOKEN_MAX_LENGTH = 254
+# A message row keeps the address it went to in 1024 characters (a web-push subscription is
+# about 330, FCM tokens about 160): a longer token could not be frozen into the audience, so
+# it is no address at all.
+PUSH_TOKEN_MAX_LENGTH = 1024
 
 
 def push_devices(*, member: OuterRef | None = None,

@@ -37,3 +37,11 @@ def test_the_compiled_catalog_says_what_its_source_says(catalog):
 
     assert {msgid: translations.gettext(msgid) for msgid in source} == source, \
         "run `make messages`"
+
+
+@pytest.mark.parametrize("catalog", CATALOGS, ids=lambda path: path.parts[-3])
+def test_no_translation_is_left_fuzzy(catalog):
+    # compilemessages leaves fuzzy entries out: the page would show English for them.
+    entries = catalog.read_text(encoding="utf-8").split("\n\n")[1:]  # [0] is the header
+
+    assert [entry for entry in entries if re.search(r"^#,.*\bfuzzy\b", entry, re.M)] == []

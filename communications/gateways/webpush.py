@@ -73,9 +73,6 @@ verifies, and it shows that public key, the `applicationServerKey` the site's
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import json
 import re
 import threading
@@ -104,6 +101,11 @@ from communications.gateways.http_sms import (
     ProviderRequest,
     transport_settings_errors,
 )
+from members.services.devices import (
+    b64url_decode,
+    b64url_encode,
+    webpush_subscription_problems,
+)
 
 # Codes after which the subscription will never work again: the device is deactivated.
 DEAD_SUBSCRIPTION_CODES = frozenset({
@@ -120,33 +122,8 @@ DEFAULT_URGENCY = "normal"
 VAPID_LIFETIME = 12 * 3600
 VAPID_RENEW_BEFORE = 3600
 MAX_SUBSCRIPTION = 1024  # Message.address
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _MAILTO = re.compile(r"^mailto:[^@\s]+@[^@\s]+$")
-_NETLOC = re.compile(r"^[^/:@\[\]\s]+(:\d{1,5})?$")
-
-
-def _b64url_decode(value: Any) -> bytes | None:
-    if not isinstance(value, str) or not _BASE64URL.match(value):
-        return None
-    bare = value.rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- the subscription ---------------------------------------------------------------------------
@@ -158,17 +135,6 @@ class Subscription:
     info: dict[str, Any]  # what pywebpush's WebPusher takes
 
 
-def _endpoint_problem(endpoint: Any) -> str:
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    # host[:port] only: what a VAPID `aud` can name (no user info, no IPv6 literal).
-    if (parts is None or parts.scheme not in ("https", "http")
-            or not _NETLOC.match(parts.netloc)):
-        return "must be the push service's https URL"
-    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
-        return "must be https (http only for a push service on this machine)"
-    return ""
-
-
 def _subscription_read(token: str) -> tuple[Subscription | None, dict[str, str]]:
     if len(token) > MAX_SUBSCRIPTION:
         return None, {"subscription": f"at most {MAX_SUBSCRIPTION} characters"}
@@ -176,28 +142,10 @@ def _subscription_read(token: str) -> tuple[Subscription | None, dict[str, str]]
         data = json.loads(token)
     except ValueError:
         data = None
-    if not isinstance(data, dict):
-        return None, {"subscription": "must be the JSON of PushSubscription.toJSON(): "
-                                      '{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}'}
-    errors: dict[str, str] = {}
-    endpoint = data.get("endpoint")
-    problem = _endpoint_problem(endpoint)
-    if problem:
-        errors["endpoint"] = problem
-    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
-    p256dh = _b64url_decode(keys.get("p256dh"))
-    try:
-        if p256dh is None or len(p256dh) != 65:
-            raise ValueError
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
-    except ValueError:
-        errors["keys.p256dh"] = ("must be the browser's P-256 public key, an uncompressed point "
-                                 "of 65 bytes in base64url")
-    auth = _b64url_decode(keys.get("auth"))
-    if auth is None or len(auth) != 16:
-        errors["keys.auth"] = "must be the 16-byte auth secret in base64url"
+    errors = webpush_subscription_problems(data)
     if errors:
         return None, errors
+    endpoint, keys = data["endpoint"], data["keys"]
     parts = urlsplit(endpoint)
     return Subscription(endpoint, f"{parts.scheme}://{parts.netloc}", {
         "endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}), {}
@@ -244,7 +192,7 @@ def _vapid_private_key(value: Any) -> ec.EllipticCurvePrivateKey:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"does not parse as a PEM private key ({exc})") from exc
     else:
-        raw = _b64url_decode(re.sub(r"\s+", "", text).replace("+", "-").replace("/", "_"))
+        raw = b64url_decode(re.sub(r"\s+", "", text).replace("+", "-").replace("/", "_"))
         if raw is None:
             raise ValueError("is neither PEM nor base64url")
         try:
@@ -281,7 +229,7 @@ def vapid_application_server_key(settings: Mapping[str, Any]) -> str:
     """The public half of the gateway's VAPID key as the site's `pushManager.subscribe()`
     takes it (`applicationServerKey`: the uncompressed P-256 point in base64url)."""
     key = _vapid_private_key(settings.get("vapid_private_key")).public_key()
-    return _b64url(key.public_bytes(serialization.Encoding.X962,
+    return b64url_encode(key.public_bytes(serialization.Encoding.X962,
                                     serialization.PublicFormat.UncompressedPoint))
 
 

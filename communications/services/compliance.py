@@ -10,11 +10,14 @@ whatever its size (`batch_screen`), first rule wins:
    mailing's category (`not_subscribed_to_category`): skipped at once;
 2. frequency caps across all mailings (`FrequencyCap`): skipped `frequency_cap`, or, when the
    mailing defers, held until the member's next allowed slot;
-3. quiet hours in the member's time zone (`QuietHours`): held until the window ends.
+3. quiet hours in the member's time zone: the program's for the channel (`QuietHours`) and
+   the member's own on every channel (`Member.quiet_hours_start` / `quiet_hours_end`, set in
+   their preferences): held until the later of the windows they are in ends.
 
 A held message stays `queued` with `not_before` (claims pass it over until then) and
-`held_for` (what it ends as if the lifetime runs out first: `quiet_hours_expired` or
-`frequency_cap`). A hold that could only end after the lifetime is skipped at once.
+`held_for` (what it ends as if the lifetime runs out first: `quiet_hours_expired` for either
+kind of quiet hours, or `frequency_cap`). A hold that could only end after the lifetime is
+skipped at once.
 
 Caps and concurrency: a member may be in several mailings sending at once. The claim counts,
 per member, the marketing messages already sent or being sent (claimed by another batch) and
@@ -129,6 +132,7 @@ _SKIP_DETAIL = {
 }
 _HOLD_DETAIL = {
     HoldReason.QUIET_HOURS: "quiet hours in the member's time zone",
+    HoldReason.MEMBER_QUIET_HOURS: "the member's own quiet hours, in their time zone",
     HoldReason.FREQUENCY_CAP: "member at a frequency cap, deferred to the next allowed slot",
 }
 
@@ -138,22 +142,23 @@ def batch_screen(*, rules: MailingRules, ids: Sequence[int], now: datetime) -> S
 
     Runs inside the claim's transaction, after the batch's rows are locked: the member locks
     it takes for caps are held until that transaction commits the claim. Six queries at most,
-    whatever the batch's size.
+    whatever the batch's size: the member's own quiet hours come with their consent row.
     """
     screening = Screening()
     rows = _consent_rows(rules=rules, ids=ids)
-    candidates: list[tuple[int, int, str]] = []  # (message id, member id, time zone)
-    for pk, member_id, zone, reason in rows:
+    # (message id, member id, time zone, own quiet hours start, end)
+    candidates: list[tuple[int, int, str, time | None, time | None]] = []
+    for pk, member_id, zone, own_start, own_end, reason in rows:
         if reason:
             screening.skipped[reason].append(pk)
         else:
-            candidates.append((pk, member_id, zone))
+            candidates.append((pk, member_id, zone, own_start, own_end))
     caps = [cap for cap in FrequencyCap.objects.filter(is_active=True)
             if cap.channel in ("", rules.channel)]
     capped = _capped_until(rules=rules, caps=caps, members=[c[1] for c in candidates], now=now)
     quiet = QuietHours.objects.filter(channel=rules.channel, is_active=True).first()
     ends = rules.lifetime_ends_at
-    for pk, member_id, zone in candidates:
+    for pk, member_id, zone, own_start, own_end in candidates:
         if member_id in capped:
             slot = capped[member_id]
             if rules.defer_capped and (ends is None or slot < ends):
@@ -161,18 +166,29 @@ def batch_screen(*, rules: MailingRules, ids: Sequence[int], now: datetime) -> S
             else:
                 screening.skipped[SkipReason.FREQUENCY_CAP].append(pk)
             continue
-        opens = quiet_window_opens(quiet=quiet, zone=zone, now=now) if quiet else None
+        holds = []
+        if quiet is not None:
+            holds.append((quiet_window_opens(quiet=quiet, zone=zone, now=now),
+                          HoldReason.QUIET_HOURS))
+        if own_start is not None and own_end is not None:
+            holds.append((window_opens(starts_at=own_start, ends_at=own_end, zone=zone,
+                                       now=now), HoldReason.MEMBER_QUIET_HOURS))
+        # Held until the later window ends: the claim then would only hold it again.
+        opens, held_for = max(((at, why) for at, why in holds if at is not None),
+                              default=(None, ""))
         if opens is None:
             screening.send.append(pk)
         elif ends is not None and opens >= ends:
             screening.skipped[SkipReason.QUIET_HOURS_EXPIRED].append(pk)
         else:
-            screening.held.append((pk, opens, HoldReason.QUIET_HOURS))
+            screening.held.append((pk, opens, held_for))
     return screening
 
 
-def _consent_rows(*, rules: MailingRules, ids: Sequence[int]) -> list[tuple[int, int, str, str]]:
-    """(message id, member id, member time zone, skip reason or '') for the batch, in one query.
+def _consent_rows(*, rules: MailingRules, ids: Sequence[int]
+                  ) -> list[tuple[int, int, str, time | None, time | None, str]]:
+    """(message id, member id, member time zone, the member's own quiet hours start and end,
+    skip reason or '') for the batch, in one query.
 
     The same rules as the snapshot's `_skip_reason`, read now: each is an index probe per row
     (consent by its unique (member, channel, purpose) index, suppression by (channel,
@@ -195,7 +211,8 @@ def _consent_rows(*, rules: MailingRules, ids: Sequence[int]) -> list[tuple[int,
     return list(
         Message.objects.filter(pk__in=ids).order_by("pk")
         .annotate(_reason=Case(*whens, default=Value(""), output_field=CharField()))
-        .values_list("pk", "member_id", "member__timezone", "_reason")
+        .values_list("pk", "member_id", "member__timezone", "member__quiet_hours_start",
+                     "member__quiet_hours_end", "_reason")
     )
 
 
@@ -278,11 +295,19 @@ def _zone(name: str) -> zoneinfo.ZoneInfo | None:
 
 
 def quiet_window_opens(*, quiet: QuietHours, zone: str, now: datetime) -> datetime | None:
-    """When the quiet window the member is in now ends (aware, UTC), or None when they are
-    not in one. `starts_at` after `ends_at` means the window wraps past midnight."""
+    """When the program's quiet window the member is in now ends (aware, UTC), or None when
+    they are not in one."""
+    return window_opens(starts_at=quiet.starts_at, ends_at=quiet.ends_at, zone=zone, now=now)
+
+
+def window_opens(*, starts_at: time, ends_at: time, zone: str,
+                 now: datetime) -> datetime | None:
+    """When a daily quiet window from `starts_at` to `ends_at` in the member's time zone ends
+    (aware, UTC), if they are in it now; None otherwise. `starts_at` after `ends_at` means the
+    window wraps past midnight."""
     tz = member_zone(zone)
     local = now.astimezone(tz)
-    clock, start, end = local.time(), quiet.starts_at, quiet.ends_at
+    clock, start, end = local.time(), starts_at, ends_at
     wraps = start > end
     inside = (clock >= start or clock < end) if wraps else (start <= clock < end)
     if not inside:
@@ -352,6 +377,9 @@ _LIFETIME_ENDINGS = {
     "": (Status.EXPIRED, "", "not sent within the mailing's message lifetime"),
     HoldReason.QUIET_HOURS: (Status.SKIPPED, SkipReason.QUIET_HOURS_EXPIRED,
                              "held by quiet hours until the mailing's message lifetime ended"),
+    HoldReason.MEMBER_QUIET_HOURS: (Status.SKIPPED, SkipReason.QUIET_HOURS_EXPIRED,
+                                    "held by the member's own quiet hours until the mailing's "
+                                    "message lifetime ended"),
     HoldReason.FREQUENCY_CAP: (Status.SKIPPED, SkipReason.FREQUENCY_CAP,
                                "deferred by a frequency cap until the mailing's message "
                                "lifetime ended"),

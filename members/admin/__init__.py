@@ -3,6 +3,7 @@
 Every state change goes through its service, as in the API: the member form saves through
 `member_upsert`, a consent changes only through `consent_record` (source "support", with the
 agent and a reason), and suppressions through `suppression_add` / `suppression_remove`.
+Feedback threads are answered and their status changed through `members.services.feedback`.
 """
 
-from members.admin import ledger, member  # noqa: F401  (register the screens)
+from members.admin import feedback, ledger, member  # noqa: F401  (register the screens)

@@ -110,6 +110,8 @@ def consent_record(*, member: Member, channel: str, action: str, source: str,
         member_id = member.pk
         for handler in hooks.EMAIL_CONFIRMATION_REQUESTED:
             transaction.on_commit(lambda handler=handler: handler(member_id))
+    for handler in hooks.CONSENTS_CHANGED:
+        handler([event])
     hooks.members_changed([member.pk])
     return event
 

@@ -189,7 +189,14 @@ def _text_rule(limit: int) -> Callable[[Any], str]:
     return clean
 
 
+def _text_or_none(value: Any, what: str) -> None:
+    # JSON bodies can hold a list or a number where text belongs: a field error, not a crash.
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"must be {what}")
+
+
 def _email_clean(value: Any) -> str:
+    _text_or_none(value, "an email address")
     return email_normalize(value or "")
 
 
@@ -205,6 +212,7 @@ def _registered_at_clean(value: Any) -> dt.datetime | None:
 
 
 def _gender_clean(value: Any) -> str:
+    _text_or_none(value, f"one of {', '.join(Member.Gender.values)} or empty")
     if value not in _GENDERS:
         raise ValueError(f"must be one of {', '.join(Member.Gender.values)} or empty")
     return value or ""
@@ -217,12 +225,13 @@ def _language_clean(value: Any) -> str:
 
 
 def _timezone_clean(value: Any) -> str:
-    if value not in _TIMEZONES:
+    if not isinstance(value, str) or value not in _TIMEZONES:
         raise ValueError("must be an IANA time zone such as Europe/Berlin")
     return value
 
 
 def _country_clean(value: Any) -> str:
+    _text_or_none(value, "a two-letter ISO country code such as DE")
     text = (value or "").strip().upper()
     if text and not _COUNTRY.match(text):
         raise ValueError("must be a two-letter ISO country code such as DE")
@@ -238,7 +247,8 @@ def _longitude_clean(value: Any) -> float | None:
 
 
 def _status_clean(value: Any) -> str:
-    if value not in Member.Status.values or value == Member.Status.ERASED:
+    if (not isinstance(value, str) or value not in Member.Status.values
+            or value == Member.Status.ERASED):
         raise ValueError("must be active or blocked (erasure has its own request)")
     return value
 
@@ -258,6 +268,7 @@ FIELD_CLEANERS: dict[str, Callable[[Any], Any]] = {
 
 def phone_clean(value: Any, *, region: Any) -> str:
     """The phone field; `region` is the data's country as given (or the default region)."""
+    _text_or_none(value, "a phone number as text")
     raw = (value or "").strip()
     # The cache is for the numbers `parse` reads: one in E.164 costs less than a cache miss.
     return phone_e164(raw) or phone_cached(

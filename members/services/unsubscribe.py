@@ -122,20 +122,22 @@ def unsubscribe_one_click(*, member: Member, link: UnsubscribeToken, ip_address:
     )
 
 
-def _page_text(subject: str, wanted: bool) -> str:
-    return f"Preference page: {subject} {'checked' if wanted else 'unchecked'}"
+def _page_text(page: str, subject: str, wanted: bool) -> str:
+    return f"{page}: {subject} {'checked' if wanted else 'unchecked'}"
 
 
 @transaction.atomic
 def member_preferences_save(*, member: Member, channels: Mapping[str, bool],
                             categories: Mapping[str, bool], ip_address: str | None,
-                            user_agent: str) -> list[ConsentEvent]:
+                            user_agent: str, source: str = ConsentSource.ACCOUNT_PAGE,
+                            page: str = "Preference page") -> list[ConsentEvent]:
     """Apply the preference form: record only what differs from the current state.
 
     `channels` maps a channel to "send me marketing here"; `categories` maps a subscription
     category code to "send me this kind of marketing", applied on every channel so that leaving
     partner offers by email also keeps them out of SMS. Granting email goes through
-    `consent_record`, which asks for double opt-in when the program requires it.
+    `consent_record`, which asks for double opt-in when the program requires it. `source` and
+    `page` (the screen's name, quoted in each event's consent text) say where the member was.
     """
     errors: dict[str, str] = {}
     for channel in channels:
@@ -151,7 +153,7 @@ def member_preferences_save(*, member: Member, channels: Mapping[str, bool],
         raise ValidationError(errors)
 
     channel_states, category_states = _marketing_states(member)
-    evidence = {"member": member, "source": ConsentSource.ACCOUNT_PAGE,
+    evidence = {"member": member, "source": source,
                 "ip_address": ip_address, "user_agent": user_agent}
     events: list[ConsentEvent] = []
     for channel, wanted in channels.items():
@@ -159,7 +161,8 @@ def member_preferences_save(*, member: Member, channels: Mapping[str, bool],
             continue
         events.append(consent_record(
             channel=channel, action=Action.GRANT if wanted else Action.WITHDRAW,
-            consent_text=_page_text(f"receive marketing by {Channel(channel).label}", wanted),
+            consent_text=_page_text(page, f"receive marketing by {Channel(channel).label}",
+                                    wanted),
             **evidence))
     for code, wanted in categories.items():
         category = known[code]
@@ -170,7 +173,8 @@ def member_preferences_save(*, member: Member, channels: Mapping[str, bool],
             events.append(consent_record(
                 channel=channel, category=category,
                 action=Action.GRANT if wanted else Action.WITHDRAW,
-                consent_text=_page_text(f"receive {category.name}", wanted), **evidence))
+                consent_text=_page_text(page, f"receive {category.name}", wanted),
+                **evidence))
     return events
 
 

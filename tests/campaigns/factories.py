@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import factory
 from django.utils import timezone
 
-from campaigns.models import Campaign, StaticList, StaticListMember, TargetGroup
+from campaigns.models import Campaign, PromoContent, StaticList, StaticListMember, TargetGroup
+from campaigns.services import promo_content_save
 from tests.members.factories import MemberFactory
 
 
@@ -36,3 +39,21 @@ class StaticListMemberFactory(factory.django.DjangoModelFactory):
 
     static_list = factory.SubFactory(StaticListFactory)
     member = factory.SubFactory(MemberFactory)
+
+
+class PromoContentFactory(factory.django.DjangoModelFactory):
+    """A live offer for every member on both placements; saved through its service."""
+
+    class Meta:
+        model = PromoContent
+
+    title = factory.Sequence(lambda n: f"Offer {n}")
+    text = "Double points on every purchase."
+    link_url = "https://shop.example.com/offer"
+    link_label = "See the offer"
+    starts_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=1))
+    ends_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=7))
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return promo_content_save(offer=model_class(*args, **kwargs))

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.utils import timezone
 
-from loyalty.models import LoyaltyAccount, Order, OrderLine, Product, Store, Tier
+from loyalty.models import (
+    FavoriteProductsOffer,
+    LoyaltyAccount,
+    Order,
+    OrderLine,
+    Product,
+    Store,
+    Tier,
+)
 from tests.members.factories import MemberFactory
 
 
@@ -70,3 +79,29 @@ class StoreFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda s: s.code.replace("-", " ").title())
     latitude = 56.9475
     longitude = 24.1069
+
+
+class FavoriteProductsOfferFactory(factory.django.DjangoModelFactory):
+    """Running now (started a day ago, ends in 30 days), picks open, 10 % off up to 3."""
+
+    class Meta:
+        model = FavoriteProductsOffer
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Your favorites {n}")
+    starts_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(days=31))
+    pick_limit = 3
+    benefit = FavoriteProductsOffer.Benefit.PERCENT_DISCOUNT
+    benefit_value = Decimal("10")
+    candidate_source = FavoriteProductsOffer.CandidateSource.FIXED
+
+    @factory.post_generation
+    def products(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.products.set(extracted)
+
+    @factory.post_generation
+    def tiers(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.tiers.set(extracted)

@@ -54,6 +54,14 @@ def test_invalid_phone_is_refused_naming_the_field():
     assert "phone" in _errors(phone="12345")
 
 
+@pytest.mark.parametrize("field", ["timezone", "gender", "country", "email", "phone",
+                                   "status", "language"])
+@pytest.mark.parametrize("value", [["Europe/Berlin"], 7, {"a": 1}])
+def test_a_value_of_the_wrong_json_type_is_refused_naming_the_field(field, value):
+    # Found by schemathesis: a list as the time zone was a server error.
+    assert field in _errors(**{field: value})
+
+
 def test_invalid_email_is_refused_naming_the_field():
     assert "email" in _errors(email="not-an-email")
 

@@ -1,0 +1,70 @@
+"""Changes to webhook subscriptions and deliveries: each through its function here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.webhooks.models import (
+    WebhookDelivery,
+    WebhookSubscription,
+    secret_seal,
+    webhook_secret_new,
+)
+
+EDITABLE = ("url", "description", "event_types", "active", "ordered", "owner_email")
+
+
+def subscription_create(*, by: Any | None = None, **fields: Any) -> tuple[WebhookSubscription,
+                                                                          str]:
+    """A new subscription (validated) and its secret, which is not readable again."""
+    secret = webhook_secret_new()
+    subscription = WebhookSubscription(
+        **{key: fields[key] for key in EDITABLE if key in fields},
+        secret_encrypted=secret_seal(secret), created_by=by,
+        # Only events from now on: a new receiver is not flooded with the past.
+        relayed_until=timezone.now())
+    subscription.full_clean()
+    subscription.save()
+    return subscription, secret
+
+
+@transaction.atomic
+def subscription_update(*, subscription: WebhookSubscription, **fields: Any
+                        ) -> WebhookSubscription:
+    for key in EDITABLE:
+        if key in fields:
+            setattr(subscription, key, fields[key])
+    if fields.get("active") and subscription.disabled_at is not None:
+        # Switched back on: failures before this no longer count towards disabling it.
+        subscription.disabled_at = None
+        subscription.disabled_reason = ""
+        subscription.failing_since = None
+    subscription.full_clean()
+    subscription.save()
+    return subscription
+
+
+@transaction.atomic
+def subscription_secret_rotate(*, subscription: WebhookSubscription) -> str:
+    """A new secret; the current one keeps signing (beside it) for
+    ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS so the receiver can switch without losing a call."""
+    secret = webhook_secret_new()
+    subscription.previous_secret_encrypted = subscription.secret_encrypted
+    subscription.previous_secret_expires_at = timezone.now() + timedelta(
+        hours=settings.ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS)
+    subscription.secret_encrypted = secret_seal(secret)
+    subscription.save(update_fields=["secret_encrypted", "previous_secret_encrypted",
+                                     "previous_secret_expires_at"])
+    return secret
+
+
+def deliveries_replay(*, ids: list[int]) -> int:
+    """Send these deliveries again, whatever became of them (their attempts stay logged)."""
+    return WebhookDelivery.objects.filter(id__in=ids).update(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(),
+        claimed_until=None, completed_at=None)

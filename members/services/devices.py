@@ -1,0 +1,223 @@
+"""The member's app installs as push addresses: registered and removed by the app itself.
+
+A token is checked per platform and stored in one canonical form, so the unique (platform,
+token) constraint recognises the same install whatever way the app spells it:
+
+- `fcm` (Firebase) and `hms` (Huawei Push Kit): the registration token as the SDK gives it,
+  visible ASCII without spaces, at most 4096 characters;
+- `apns` (Apple): the device token as 64 hexadecimal digits (32 bytes), stored lower-case;
+- `webpush`: the browser's subscription, `PushSubscription.toJSON()` as JSON text,
+  `{"endpoint": <https URL of the push service>, "keys": {"p256dh": <base64url of the
+  browser's P-256 public key, an uncompressed point of 65 bytes>, "auth": <base64url of 16
+  bytes>}}`, stored with only those fields, sorted keys, no spaces and unpadded base64url
+  (`expirationTime` and anything else the browser adds are dropped: they are not part of the
+  address), in at most 1024 characters, what a message row keeps as its address.
+
+A token belongs to one install, and an install to whoever uses it now: the same token
+registered by another member moves to them (a phone that changed hands, or a shared browser
+where someone else signed in), and the previous member no longer gets pushes there. Messages
+already frozen for the previous member with that token as address (a mailing in progress) are
+not re-checked and may still reach the device. Removing a device deactivates it (the row
+stays, as the provider's dead-token answers leave it); registering the token again brings it
+back. A member keeps at most `DEVICES_PER_MEMBER` active devices: registering one more
+deactivates the one seen longest ago (an app reinstalled many times gets a new token each
+time, and the old ones would otherwise stay until a push to them fails).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from members.models import Device, Member
+
+Platform = Device.Platform
+
+MAX_TOKEN = 4096
+DEVICES_PER_MEMBER = 20
+# A push message keeps its address in Message.address: a longer subscription could never be
+# sent to.
+MAX_SUBSCRIPTION = 1024
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+_APNS = re.compile(r"^[0-9a-fA-F]{64}$")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+_NETLOC = re.compile(r"^[^/:@\[\]\s]+(:\d{1,5})?$")
+
+
+def device_token_clean(*, platform: str, token: Any) -> str:
+    """The token in its canonical form, or ValidationError keyed `platform` or `token`."""
+    if platform not in Platform.values:
+        raise ValidationError({"platform": f"use one of {', '.join(Platform.values)}"})
+    if platform == Platform.WEBPUSH:
+        return _subscription_clean(token)
+    if not isinstance(token, str) or not token.strip():
+        raise ValidationError({"token": "is required"})
+    token = token.strip()
+    if platform == Platform.APNS:
+        if not _APNS.match(token):
+            raise ValidationError({"token": "an APNs device token is 64 hexadecimal digits"})
+        return token.lower()
+    if len(token) > MAX_TOKEN:
+        raise ValidationError({"token": f"at most {MAX_TOKEN} characters"})
+    if not _VISIBLE_ASCII.match(token):
+        raise ValidationError({"token": "a registration token has only visible ASCII "
+                                        "characters, no spaces"})
+    return token
+
+
+def webpush_subscription_problems(data: Any) -> dict[str, str]:
+    """What is wrong with a browser's push subscription (the parsed JSON of
+    PushSubscription.toJSON()), keyed by field (`subscription`, `endpoint`, `keys.p256dh`,
+    `keys.auth`); {} when a push can be sent to it. The one rule: device registration and
+    the web-push adapter both apply it.
+
+    The endpoint is an https URL naming host[:port] only (what a VAPID `aud` can name: no user
+    info, no IPv6 literal); plain http only for a push service on this machine, and only where
+    ENGAGE_PUSH_ALLOW_LOOPBACK says so (development, tests, benchmarks): in production a
+    subscription must not make the workers post to their own machine.
+    """
+    if not isinstance(data, dict):
+        return {"subscription": 'must be the JSON of PushSubscription.toJSON(): '
+                                '{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}'}
+    problems: dict[str, str] = {}
+    problem = _endpoint_problem(data.get("endpoint"))
+    if problem:
+        problems["endpoint"] = problem
+    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
+    p256dh = b64url_decode(keys.get("p256dh"))
+    if p256dh is None or len(p256dh) != 65 or not _p256_point(p256dh):
+        problems["keys.p256dh"] = ("must be the browser's P-256 public key, an uncompressed "
+                                   "point of 65 bytes in base64url")
+    auth = b64url_decode(keys.get("auth"))
+    if auth is None or len(auth) != 16:
+        problems["keys.auth"] = "must be the 16-byte auth secret in base64url"
+    return problems
+
+
+def _endpoint_problem(endpoint: Any) -> str:
+    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+    if (parts is None or parts.scheme not in ("https", "http")
+            or not _NETLOC.match(parts.netloc)):
+        return "must be the push service's https URL"
+    host = parts.hostname or ""
+    if _loopback(host) and not settings.ENGAGE_PUSH_ALLOW_LOOPBACK:
+        return "must be a push service on the internet, not this machine"
+    if parts.scheme == "http" and not _loopback(host):
+        return "must be https (http only for a push service on this machine)"
+    return ""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _subscription_clean(token: Any) -> str:
+    data = token
+    if isinstance(token, str):
+        try:
+            data = json.loads(token)
+        except ValueError:
+            data = None
+    problems = webpush_subscription_problems(data)
+    if problems:
+        raise ValidationError({"token": [f"{field}: {text}"
+                                         for field, text in sorted(problems.items())]})
+    keys = {name: b64url_encode(b64url_decode(data["keys"][name])) for name in ("auth", "p256dh")}
+    canonical = json.dumps({"endpoint": data["endpoint"], "keys": keys},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if len(canonical) > MAX_SUBSCRIPTION:
+        raise ValidationError({"token": f"the subscription takes more than {MAX_SUBSCRIPTION} "
+                                        f"characters; its endpoint is too long"})
+    return canonical
+
+
+def b64url_decode(value: Any) -> bytes | None:
+    """Base64url text (padded or not) as bytes; None when it is not base64url."""
+    if not isinstance(value, str) or not _BASE64URL.match(value):
+        return None
+    bare = value.rstrip("=")
+    try:
+        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+
+def b64url_encode(raw: bytes) -> str:
+    """Unpadded base64url, as Web Push writes keys."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _p256_point(raw: bytes) -> bool:
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        return False
+    return raw[0] == 4  # uncompressed: the form Web Push (RFC 8291) sends
+
+
+def device_register(*, member: Member, platform: str, token: Any,
+                    app: str = "") -> tuple[Device, bool]:
+    """Register (or refresh) the member's push token; returns (device, created).
+
+    Known tokens are taken over: moved from another member, reactivated if removed, seen now.
+    """
+    token = device_token_clean(platform=platform, token=token)
+    app = (app or "").strip()[:100]
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                device, created = _device_take(member=member, platform=platform, token=token,
+                                               app=app)
+                _devices_beyond_limit_deactivate(member=member)
+                return device, created
+        except IntegrityError:
+            # The same token was registered at once by another call, whose row this one
+            # takes over on the second pass.
+            continue
+    raise RuntimeError("device registration kept colliding with concurrent ones")
+
+
+def _device_take(*, member: Member, platform: str, token: str,
+                 app: str) -> tuple[Device, bool]:
+    now = timezone.now()
+    device = Device.objects.select_for_update().filter(platform=platform, token=token).first()
+    if device is None:
+        return Device.objects.create(member=member, platform=platform, token=token, app=app,
+                                     last_seen_at=now), True
+    device.member = member
+    device.app = app or device.app
+    device.is_active = True
+    device.last_seen_at = now
+    device.save(update_fields=["member", "app", "is_active", "last_seen_at"])
+    return device, False
+
+
+def _devices_beyond_limit_deactivate(*, member: Member) -> int:
+    stale = list(Device.objects.filter(member=member, is_active=True)
+                 .order_by(F("last_seen_at").desc(nulls_last=True), "-pk")
+                 .values_list("pk", flat=True)[DEVICES_PER_MEMBER:])
+    return Device.objects.filter(pk__in=stale).update(is_active=False) if stale else 0
+
+
+def device_remove(*, member: Member, device_id: int) -> bool:
+    """Deactivate one of the member's own devices; False when they have no such active one."""
+    return bool(Device.objects.filter(pk=device_id, member=member, is_active=True)
+                .update(is_active=False))

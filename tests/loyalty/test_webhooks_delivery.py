@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from loyalty.webhooks.delivery import (
+    RETRY_DELAYS,
+    deliveries_claim,
+    deliveries_send_due,
+    retry_delay,
+)
+from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
+from loyalty.webhooks.relay import webhooks_relay_pass
+from loyalty.webhooks.services import deliveries_replay
+from tests.loyalty.webhooks_support import (  # noqa: F401
+    delivery_make_due,
+    event_record,
+    receiver,
+    subscribe,
+)
+from tests.members.factories import MemberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def one_delivery(receiver, **fields) -> WebhookDelivery:  # noqa: F811
+    subscribe(receiver, **fields)
+    event_record(MemberFactory())
+    webhooks_relay_pass()
+    return WebhookDelivery.objects.get()
+
+
+def test_backoff_grows_over_about_a_day_then_gives_up():
+    waits = [retry_delay(attempt) for attempt in range(1, len(RETRY_DELAYS) + 2)]
+
+    pairs = zip(waits[:-1], RETRY_DELAYS, strict=True)
+    assert all(0.9 * plan <= wait <= 1.1 * plan for wait, plan in pairs)
+    assert timedelta(hours=20) < sum(RETRY_DELAYS, timedelta()) < timedelta(hours=30)
+    assert waits[-1] is None
+
+
+def test_delivery_answered_500_is_retried_after_the_backoff_and_then_succeeds(receiver):  # noqa: F811
+    # given
+    delivery = one_delivery(receiver)
+    receiver.script["answers"] = [500]
+
+    # when: the first attempt fails
+    before = timezone.now()
+    deliveries_send_due()
+    delivery.refresh_from_db()
+
+    # then: it waits about 5 s, is not sent before that, and succeeds once due
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert before + timedelta(seconds=4) < delivery.next_attempt_at < before + timedelta(
+        seconds=7)
+    deliveries_send_due()
+    assert len(receiver.calls) == 1
+    delivery_make_due(delivery)
+    deliveries_send_due()
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert [call.answered for call in receiver.calls] == [500, 200]
+    assert [a.status_code for a in delivery.attempt_log.order_by("id")] == [500, 200]
+
+
+def test_delivery_that_times_out_is_retried_with_the_error_logged(receiver, settings):  # noqa: F811
+    # given
+    settings.ENGAGE_WEBHOOK_TIMEOUT = 0.3
+    delivery = one_delivery(receiver)
+    receiver.script["stall"] = 2.0
+
+    # when
+    deliveries_send_due()
+
+    # then
+    delivery.refresh_from_db()
+    attempt = delivery.attempt_log.get()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert delivery.next_attempt_at > timezone.now()
+    assert attempt.status_code is None
+    assert attempt.error.startswith("timeout")
+    assert attempt.duration_ms >= 300
+
+
+def test_delivery_answered_400_fails_without_retry(receiver):  # noqa: F811
+    delivery = one_delivery(receiver)
+    receiver.script["answers"] = [400]
+
+    deliveries_send_due()
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert delivery.attempts == 1
+    assert delivery.attempt_log.get().response_excerpt == '{"status": 400}'
+
+
+def test_delivery_answered_429_is_retried(receiver):  # noqa: F811
+    delivery = one_delivery(receiver)
+    receiver.script["answers"] = [429]
+
+    deliveries_send_due()
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+
+
+def test_answer_410_fails_the_delivery_and_disables_the_subscription(receiver):  # noqa: F811
+    # given
+    delivery = one_delivery(receiver)
+    receiver.script["answer_gone"] = True
+
+    # when
+    deliveries_send_due()
+
+    # then
+    delivery.refresh_from_db()
+    subscription = WebhookSubscription.objects.get()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert not subscription.active
+    assert "410" in subscription.disabled_reason
+    event_record(MemberFactory())
+    webhooks_relay_pass()
+    deliveries_send_due()
+    assert len(receiver.calls) == 1
+
+
+def test_subscription_failing_for_days_is_disabled_and_its_owner_told(
+        receiver, django_capture_on_commit_callbacks):  # noqa: F811
+    # given: every attempt has failed for six days
+    delivery = one_delivery(receiver, owner_email="ops@shop.example.com")
+    WebhookSubscription.objects.update(failing_since=timezone.now() - timedelta(days=6))
+    receiver.script["answers"] = [503]
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries_send_due()
+
+    # then
+    subscription = WebhookSubscription.objects.get()
+    assert not subscription.active
+    assert subscription.disabled_at is not None
+    [message] = mail.outbox
+    assert message.to == ["ops@shop.example.com"]
+    assert receiver.hook_url in message.subject
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+
+
+def test_success_ends_a_failing_streak(receiver):  # noqa: F811
+    one_delivery(receiver)
+    WebhookSubscription.objects.update(failing_since=timezone.now() - timedelta(days=1))
+
+    deliveries_send_due()
+
+    assert WebhookSubscription.objects.get().failing_since is None
+
+
+def test_replayed_delivery_is_sent_again(receiver):  # noqa: F811
+    # given
+    delivery = one_delivery(receiver)
+    deliveries_send_due()
+
+    # when
+    deliveries_replay(ids=[delivery.pk])
+    deliveries_send_due()
+
+    # then
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert len(receiver.verified_calls()) == 2
+    assert receiver.calls[0].headers["webhook-id"] == receiver.calls[1].headers["webhook-id"]
+    assert delivery.attempt_log.count() == 2
+
+
+def test_ordered_subscription_holds_a_members_next_event_until_the_previous_one_succeeded(
+        receiver):  # noqa: F811
+    # given
+    subscribe(receiver, ordered=True)
+    member = MemberFactory()
+    first = event_record(member, order="A-1")
+    second = event_record(member, order="A-2")
+    webhooks_relay_pass()
+    receiver.script["answers"] = [500]
+
+    # when: the first fails
+    deliveries_send_due()
+
+    # then: the second waits for it
+    assert [c.headers["webhook-id"] for c in receiver.calls] == [str(first.id)]
+    delivery_make_due(WebhookDelivery.objects.get(event=first))
+    deliveries_send_due()
+    deliveries_send_due()
+    assert [c.headers["webhook-id"] for c in receiver.calls] == [
+        str(first.id), str(first.id), str(second.id)]
+
+
+def test_unordered_subscription_sends_a_members_next_event_while_the_previous_one_waits(
+        receiver):  # noqa: F811
+    subscribe(receiver)
+    member = MemberFactory()
+    event_record(member, order="A-1")
+    event_record(member, order="A-2")
+    webhooks_relay_pass()
+    receiver.script["answers"] = [500]
+
+    deliveries_send_due()
+
+    assert [call.answered for call in receiver.calls] == [500, 200]
+
+
+def test_claimed_delivery_is_not_claimed_again_until_its_lease_ends(receiver):  # noqa: F811
+    # given: a worker claimed it and died
+    delivery = one_delivery(receiver)
+    assert deliveries_claim() == [delivery.pk]
+
+    # then
+    assert deliveries_claim() == []
+    WebhookDelivery.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert deliveries_claim() == [delivery.pk]
+
+
+def test_attempt_keeps_at_most_a_kilobyte_of_the_answer(receiver):  # noqa: F811
+    delivery = one_delivery(receiver)
+    receiver.script["answer_body"] = "x" * 100_000
+
+    deliveries_send_due()
+
+    assert delivery.attempt_log.get().response_excerpt == "x" * 1024

@@ -1,0 +1,39 @@
+"""What the webhook tests share: a receiver on loopback and events recorded as the ingest does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from loyalty.models import Event
+from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
+from loyalty.webhooks.services import subscription_create
+from tests.peers.webhook_receiver import WebhookReceiverPeer
+
+
+@pytest.fixture
+def receiver():
+    peer = WebhookReceiverPeer().start()
+    yield peer
+    peer.stop()
+
+
+def subscribe(receiver: WebhookReceiverPeer, **fields) -> WebhookSubscription:
+    """A subscription to the receiver, whose secret the receiver then knows."""
+    subscription, secret = subscription_create(url=receiver.hook_url, **fields)
+    receiver.secrets.append(secret)
+    return subscription
+
+
+def event_record(member, type_: str = "ORDER_PLACED", **payload) -> Event:
+    return Event.objects.create(id=uuid.uuid4(), type=type_, occurred_at=timezone.now(),
+                                member=member, payload=payload or {"order": "A-1"})
+
+
+def delivery_make_due(delivery: WebhookDelivery) -> None:
+    """As if the retry's wait had passed."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1))
