@@ -45,6 +45,9 @@ class CeleryWorkers:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> CeleryWorkers:
+        # The broker is the bench's alone: tasks left in it by an earlier run (or, in the
+        # smoke tests, by other tests on the same Redis database) are not this run's work.
+        celery_app.control.purge()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self._command, cwd=ROOT, env=os.environ.copy(),
                                         stdout=log, stderr=subprocess.STDOUT)

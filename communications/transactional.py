@@ -61,14 +61,20 @@ def transactional_message_create(*, member: Member, channel: str, address: str, 
     return message
 
 
+MISSING = "missing"
+
+
 def transactional_message_send(*, message_id: int) -> str:
-    """Claim, send and record one transactional message; returns its final status."""
+    """Claim, send and record one transactional message; returns its final status, or
+    MISSING when the message is gone (its member was erased before the task ran)."""
     now = timezone.now()
     claimed = Message.objects.filter(
         pk=message_id, mailing__isnull=True, status=Status.QUEUED
     ).update(status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1,
              updated_at=now)
-    message = Message.objects.get(pk=message_id)
+    message = Message.objects.filter(pk=message_id).first()
+    if message is None:
+        return MISSING
     if not claimed:
         return message.status
     try:

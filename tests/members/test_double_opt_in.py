@@ -160,3 +160,8 @@ def test_a_transactional_message_is_sent_once_even_if_its_task_runs_twice(
     transactional_message_send(message_id=message.pk)
 
     assert len(smtp_peer.received) == 1
+
+
+def test_a_transactional_message_gone_before_its_task_ran_is_not_an_error():
+    # Its member was erased between the commit and the task: there is nothing to send.
+    assert transactional_message_send(message_id=987654321) == "missing"
