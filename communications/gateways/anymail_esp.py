@@ -45,8 +45,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -67,6 +65,7 @@ from communications.gateways.base import (
     SendResult,
     gateway_error_text,
     register,
+    retry_after_seconds,
 )
 from communications.gateways.email_message import email_message_build
 
@@ -139,19 +138,6 @@ def _backend(settings: Mapping[str, Any]) -> Any:
     except (ImportError, TypeError, ValueError) as exc:
         raise GatewayError(f"esp: the {esp} backend cannot start: {exc}", code="settings",
                            permanent=True) from exc
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _reply(response: Any) -> tuple[str, str]:
@@ -419,7 +405,7 @@ class AnymailGateway(BaseGateway):
         message = f"{self._esp} answered {status}: {text or getattr(response, 'reason', '')}"
         code = (esp_code or str(status))[:32]
         if status == 429:
-            retry_after = _retry_after(headers.get("Retry-After"))
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
             if retry_after is None:
                 retry_after = float(self.config.settings.get("throttle_retry_after",
                                                              DEFAULT_THROTTLE_RETRY_AFTER))
@@ -433,7 +419,7 @@ class AnymailGateway(BaseGateway):
                                        permanent=False)
         if status >= 500 or status == 408:
             return GatewayError(message, code=code, permanent=False,
-                                retry_after=_retry_after(headers.get("Retry-After"))), None
+                                retry_after=retry_after_seconds(headers.get("Retry-After"))), None
         return GatewayError(message, code=code, permanent=True), None
 
 
