@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,40 @@ def inbox_history_ensure(members: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM (ANALYZE) {table}")
     return expected
+
+
+# What the app's home shows beside the profile: offers for everyone and offers for audiences
+# (each audience one EXISTS probe of the member per call).
+OFFER_PREFIX = "bench offer"
+OFFER_AUDIENCES = [
+    None, None, None,
+    {"field": "tier", "op": "eq", "value": "gold"},
+    {"field": "orders_count", "op": "range", "value": [2, None], "days": 365},
+    {"or": [{"field": "city", "op": "eq", "value": "London"},
+            {"field": "language", "op": "eq", "value": "ru"}]},
+]
+
+
+def offers_ensure() -> int:
+    """The bench's live app offers (OFFER_AUDIENCES), made once; returns how many there are."""
+    from campaigns.models import PromoContent, TargetGroup
+    from campaigns.services import promo_content_save
+
+    now = timezone.now()
+    live = PromoContent.objects.filter(title__startswith=OFFER_PREFIX, ends_at__gt=now)
+    if live.count() == len(OFFER_AUDIENCES):
+        return len(OFFER_AUDIENCES)
+    PromoContent.objects.filter(title__startswith=OFFER_PREFIX).delete()
+    TargetGroup.objects.filter(name__startswith=OFFER_PREFIX).delete()
+    for n, rules in enumerate(OFFER_AUDIENCES):
+        group = (TargetGroup.objects.create(name=f"{OFFER_PREFIX} audience {n}", rules=rules)
+                 if rules is not None else None)
+        promo_content_save(offer=PromoContent(
+            title=f"{OFFER_PREFIX} {n}", text="Double points on every purchase this week.",
+            link_url="https://shop.example.com/offer", link_label="See the offer",
+            priority=n, placement=PromoContent.Placement.APP, target_group=group,
+            starts_at=now - timedelta(days=1), ends_at=now + timedelta(days=365)))
+    return len(OFFER_AUDIENCES)
 
 
 def member_tokens_ensure(count: int) -> list[int]:
@@ -220,6 +255,7 @@ def api_member_home_p95(options: Options) -> Measured:
     """The home call's p95 in ms at RATE requests/s; the inbox p95 and the closed-loop
     throughput beside it."""
     inbox_history_ensure(options.members)
+    offers = offers_ensure()
     member_ids = member_tokens_ensure(TOKENS)
     runs: list[dict[str, Any]] = []
     with Gunicorn(workers=WORKERS) as server:
@@ -243,7 +279,9 @@ def api_member_home_p95(options: Options) -> Measured:
     return Measured(options.members, value, options.runs, {
         "what": f"GET /api/v1/me/home/ p95 (ms) at {RATE} requests/s offered (open loop, half "
                 f"home, half the first inbox page), {len(member_ids)} members' app tokens, "
-                f"{options.members} members with {HISTORY_PER_MEMBER} messages each; gunicorn "
+                f"{options.members} members with {HISTORY_PER_MEMBER} messages each, {offers} "
+                f"live app offers ({sum(a is not None for a in OFFER_AUDIENCES)} of them for "
+                f"audiences the member is tested for); gunicorn "
                 f"x{WORKERS} sync workers, DEBUG off; {GENERATORS} aiohttp load generators on "
                 "the same 2 cores",
         "per_run": per_run,

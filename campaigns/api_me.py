@@ -77,7 +77,12 @@ class OfferCountView(MemberApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# One instance for every home call: a serializer builds its fields on first use, which cost
+# more than representing the offers; representing them changes nothing on it.
+_OFFER_REPRESENTATION = MemberOfferSerializer()
+
+
 def offers_home(member: Member) -> dict[str, Any]:
     """members.hooks.ACCOUNT_HOME: the app placement's offers for the home call."""
     offers = offers_shown(member=member, placement=PromoContent.Placement.APP)
-    return {"offers": MemberOfferSerializer(offers, many=True).data}
+    return {"offers": [_OFFER_REPRESENTATION.to_representation(offer) for offer in offers]}

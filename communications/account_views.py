@@ -4,6 +4,7 @@ read (communications.selectors.inbox, communications.services.inbox)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django import forms
@@ -18,7 +19,7 @@ from rest_framework.request import Request
 
 from communications.api_me import InboxPagination
 from communications.models import Message
-from communications.selectors.inbox import inbox_entries, member_inbox
+from communications.selectors.inbox import inbox_entries, inbox_page
 from communications.services.inbox import MessageReadRefused, member_message_read
 from members.account_views import account_context, member_required
 from members.preferences_views import CHANNEL_LABELS
@@ -35,11 +36,12 @@ class InboxFilterForm(forms.Form):
 def inbox(request: HttpRequest) -> HttpResponse:
     filters = InboxFilterForm(request.GET)
     chosen: dict[str, Any] = filters.cleaned_data if filters.is_valid() else {}
-    messages = member_inbox(member_id=request.member.pk, channel=chosen.get("channel") or None,
-                            unread=True if chosen.get("unread") else None)
+    fetch = functools.partial(inbox_page, member_id=request.member.pk,
+                              channel=chosen.get("channel") or None,
+                              unread=True if chosen.get("unread") else None)
     paginator = InboxPagination()
     try:
-        page = paginator.paginate_queryset(messages, Request(request))
+        page = paginator.paginate_inbox(Request(request), fetch)
     except NotFound:  # a cursor that was changed by hand or has expired
         return redirect(f"{request.path}?{_without_cursor(request)}")
     entries = inbox_entries(page or [], member=request.member,

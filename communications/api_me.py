@@ -7,13 +7,20 @@ Only the signed-in member's own received messages are reachable: any other id is
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
 import django_filters
 from django.db.models import QuerySet
 from django.urls import reverse
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +29,9 @@ from communications.selectors.inbox import (
     TEXT_SENT,
     TEXT_TEMPLATE,
     UNREAD,
+    InboxPosition,
     inbox_entries,
+    inbox_page,
     member_inbox,
 )
 from communications.services.inbox import MessageReadRefused, member_message_read
@@ -33,12 +42,62 @@ from members.models import Channel
 
 class InboxPagination(CursorPagination):
     """Newest first, in the order of message_inbox_idx; a cursor stays valid as new messages
-    arrive."""
+    arrive.
+
+    Keyset pages: a cursor holds the (sent_at, id) of the message its page continues from, and
+    the page is `inbox_page`'s one statement from there, so no offset is ever needed (the pair
+    is unique) and no queryset is compiled per call. The cursors look like DRF's own."""
 
     ordering = ("-sent_at", "-id")
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def paginate_inbox(self, request: Request,
+                       fetch: Callable[..., list[Message]]) -> list[Message]:
+        """The page the request's cursor asks for; `fetch(older_than=, newer_than=, limit=)`
+        reads it (inbox_page with the member and filters bound)."""
+        self.request = request
+        self.base_url = request.build_absolute_uri()
+        self.page_size = self.get_page_size(request)
+        cursor = self.decode_cursor(request)
+        position = _position_decode(cursor.position) if cursor and cursor.position else None
+        self._next = self._previous = None
+        if cursor is not None and cursor.reverse and position is not None:
+            rows = fetch(newer_than=position, limit=self.page_size + 1)
+            if rows:
+                page = rows[:self.page_size][::-1]
+                self._next = Cursor(offset=0, reverse=False, position=_position_encode(page[-1]))
+                if len(rows) > self.page_size:
+                    self._previous = Cursor(offset=0, reverse=True,
+                                            position=_position_encode(page[0]))
+                return page
+            position = None  # everything newer is gone since: start again from the newest
+        rows = fetch(older_than=position, limit=self.page_size + 1)
+        page = rows[:self.page_size]
+        if len(rows) > self.page_size:
+            self._next = Cursor(offset=0, reverse=False, position=_position_encode(page[-1]))
+        if position is not None and page:
+            self._previous = Cursor(offset=0, reverse=True, position=_position_encode(page[0]))
+        return page
+
+    def get_next_link(self) -> str | None:
+        return self.encode_cursor(self._next) if self._next else None
+
+    def get_previous_link(self) -> str | None:
+        return self.encode_cursor(self._previous) if self._previous else None
+
+
+def _position_encode(message: Message) -> str:
+    return f"{message.sent_at.isoformat()}|{message.pk}"
+
+
+def _position_decode(position: str) -> InboxPosition:
+    sent_at, _, pk = position.partition("|")
+    try:
+        return InboxPosition(sent_at=datetime.fromisoformat(sent_at), id=int(pk))
+    except ValueError:
+        raise NotFound(InboxPagination.invalid_cursor_message) from None
 
 
 class InboxFilter(django_filters.FilterSet):
@@ -78,6 +137,10 @@ class InboxMessageSerializer(serializers.Serializer):
                   "unless either changed since).")
 
 
+# Entries are represented by one instance, whose fields are built once (see offers_home).
+_ENTRY_REPRESENTATION = InboxMessageSerializer()
+
+
 class MessageReadSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     read = serializers.BooleanField()
@@ -102,11 +165,28 @@ class MessageListView(MemberApiView, generics.ListAPIView):
         return self.list(request)
 
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        member = request_member(request)
+        filters = inbox_filters(request)
+        page = self.paginator.paginate_inbox(
+            request, functools.partial(inbox_page, member_id=member.pk, **filters))
         entries = inbox_entries(
-            page, member=request_member(request),
+            page, member=member,
             unsubscribe_url=request.build_absolute_uri(reverse("account:preferences")))
-        return self.get_paginated_response(InboxMessageSerializer(entries, many=True).data)
+        return self.get_paginated_response(
+            [_ENTRY_REPRESENTATION.to_representation(entry) for entry in entries])
+
+
+def inbox_filters(request: Request) -> dict[str, Any]:
+    """The request's inbox filters (inbox_page's keywords), checked by InboxFilter's form; a
+    bad value is a 400 naming it, as DjangoFilterBackend answers."""
+    if not InboxFilter.base_filters.keys() & request.query_params.keys():
+        return {}
+    filterset = InboxFilter(request.query_params, queryset=Message.objects.none(),
+                            request=request)
+    if not filterset.is_valid():
+        raise translate_validation(filterset.errors)
+    chosen = filterset.form.cleaned_data
+    return {"channel": chosen.get("channel") or None, "unread": chosen.get("unread")}
 
 
 class MessageReadView(MemberApiView):

@@ -82,6 +82,10 @@ class ProfileSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "email", "phone", "birth_date"]
 
 
+# The home call's profile: one instance, whose fields are built once (see offers_home).
+_PROFILE_REPRESENTATION = ProfileSerializer()
+
+
 class MemberTokenSerializer(serializers.ModelSerializer):
     current = serializers.SerializerMethodField(help_text="The token of this request.")
 
@@ -181,7 +185,7 @@ class HomeView(MemberApiView):
                     "other parts of the program add (active offers, unread messages).")
     def get(self, request: Request) -> Response:
         member = request_member(request)
-        home: dict[str, Any] = {"profile": ProfileSerializer(member).data}
+        home: dict[str, Any] = {"profile": _PROFILE_REPRESENTATION.to_representation(member)}
         for handler in hooks.ACCOUNT_HOME:
             home.update(handler(member))
         return Response(home)
