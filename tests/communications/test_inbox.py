@@ -227,6 +227,38 @@ def test_pages_follow_the_cursor_without_repeating_or_skipping_a_message(member_
     assert sorted(seen) == sorted(m.pk for m in messages) and len(seen) == 5
 
 
+def test_the_previous_link_returns_the_newer_page_in_order(member_api_client, ann):
+    messages = [received(ann, ago=timedelta(hours=n)) for n in range(1, 6)]
+    client = member_api_client(ann)
+    first = client.get(f"{INBOX}?page_size=2").json()
+    second = client.get(first["next"]).json()
+
+    back = client.get(second["previous"]).json()
+
+    assert _ids_of(back) == _ids_of(first) == [messages[0].pk, messages[1].pk]
+    assert back["previous"] is None and back["next"] is not None
+
+
+def test_the_first_page_has_no_previous_link(member_api_client, ann):
+    received(ann)
+
+    page = member_api_client(ann).get(INBOX).json()
+
+    assert page["previous"] is None and page["next"] is None
+
+
+def test_a_cursor_changed_by_hand_is_refused(member_api_client, ann):
+    received(ann)
+
+    reply = member_api_client(ann).get(INBOX, {"cursor": "cD1ub3QtYS1wb3NpdGlvbg=="})
+
+    assert reply.status_code == 404 and reply.json()["detail"] == "Invalid cursor"
+
+
+def _ids_of(page: dict) -> list[int]:
+    return [item["id"] for item in page["results"]]
+
+
 # --- the unread count ----------------------------------------------------------------------------
 
 def test_the_home_call_counts_the_app_messages_not_read_yet(member_api_client, ann):
