@@ -19,6 +19,10 @@ ENGAGE_RECEIPT_RETENTION_DAYS have passed.
 On PostgreSQL the bulk writes pass one array per column (`unnest`): the statement is the same
 short text for any number of rows, where Django's bulk_create compiles a placeholder per value.
 
+A mailing's message delivered, opened or clicked is also an event of the loyalty event log
+(MESSAGE_DELIVERED / OPENED / CLICKED, `message_events_record`), written in the same transaction
+as the change, so webhooks, connectors and triggers hear of it once and only if it happened.
+
 A push token the provider refuses for good deactivates the member's device
 (`push_devices_deactivate`, called with a batch's results).
 """
@@ -26,6 +30,7 @@ A push token the provider refuses for good deactivates the member's device
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,11 +42,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from communications.gateways import Receipt, SendResult
 from communications.gateways.base import dead_address_codes
 from communications.models import Message, MessageStatusChange, ProviderReceipt
 from communications.ratelimit import ratelimit_redis
+from loyalty.integration.events import events_relay_after_commit
+from loyalty.models import Event
 from members.models import Channel, Device, MessengerAccount, Suppression
 from members.services.suppressions import suppressions_add_many
 
@@ -126,26 +134,39 @@ def message_statuses_apply(*, changes: Iterable[StatusChange], source: str) -> i
     address.
     """
     now = timezone.now()
-    made: list[tuple[StatusChange, str, str]] = []  # (change, channel, address)
+    made: list[MadeChange] = []
     with transaction.atomic():
         for round_ in _rounds(changes):
             step = _ARRAY_ROWS_PER_STATEMENT if connection.vendor == "postgresql" else \
                 _ROWS_PER_STATEMENT
             for start in range(0, len(round_), step):
                 made += _forward(round_[start:start + step], now)
-        changes_record(changes=[change for change, _, _ in made], source=source,
+        changes_record(changes=[made_change.change for made_change in made], source=source,
                        recorded_at=now)
+        message_events_record(made=made, recorded_at=now)
         suppressed: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for change, channel, address in made:
-            if change.status in SUPPRESSING and address:
-                suppressed[SUPPRESSING[change.status]].append((channel, address))
+        for made_change in made:
+            if made_change.change.status in SUPPRESSING and made_change.address:
+                suppressed[SUPPRESSING[made_change.change.status]].append(
+                    (made_change.channel, made_change.address))
         for reason, addresses in suppressed.items():
             suppressions_add_many(addresses=addresses, reason=reason, source=source)
     return len(made)
 
 
-def _forward(changes: Sequence[StatusChange], now: datetime) -> list[tuple[StatusChange, str,
-                                                                             str]]:
+@dataclass(frozen=True)
+class MadeChange:
+    """A change that moved its message, with what the message is (returned by the UPDATE)."""
+
+    change: StatusChange
+    channel: str
+    address: str
+    member_id: int | None
+    mailing_id: int | None
+    is_test: bool
+
+
+def _forward(changes: Sequence[StatusChange], now: datetime) -> list[MadeChange]:
     qn = connection.ops.quote_name
     table = qn(Message._meta.db_table)
     by_id = {change.message_id: change for change in changes}
@@ -172,12 +193,49 @@ def _forward(changes: Sequence[StatusChange], now: datetime) -> list[tuple[Statu
         f"clicked_at = CASE WHEN v.status = '{Status.CLICKED}' THEN v.occurred_at "
         f"ELSE clicked_at END "
         f"FROM v WHERE {table}.id = v.id AND {_rank_sql(f'{table}.status')} < v.rank "
-        f"RETURNING {table}.id, {table}.channel, {table}.address"
+        f"RETURNING {table}.id, {table}.channel, {table}.address, {table}.member_id, "
+        f"{table}.mailing_id, {table}.is_test"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, now])
-        return [(by_id[message_id], channel, address)
-                for message_id, channel, address in cursor.fetchall()]
+        return [MadeChange(by_id[message_id], *message)
+                for message_id, *message in cursor.fetchall()]
+
+
+# The statuses the event log hears about (MESSAGE_DELIVERED / OPENED / CLICKED), so that
+# webhooks, connectors and triggers see a mailing's engagement as it happens.
+STATUS_EVENTS = {Status.DELIVERED: Event.Type.MESSAGE_DELIVERED,
+                 Status.OPENED: Event.Type.MESSAGE_OPENED,
+                 Status.CLICKED: Event.Type.MESSAGE_CLICKED}
+
+
+def message_events_record(*, made: Sequence[MadeChange], recorded_at: datetime) -> int:
+    """MESSAGE_DELIVERED / OPENED / CLICKED in the event log for the changes just made to
+    mailings' messages (not test sends, not transactional messages such as sign-in codes), in
+    the same transaction and one INSERT; returns how many."""
+    events = [made_change for made_change in made
+              if made_change.change.status in STATUS_EVENTS and made_change.mailing_id
+              and not made_change.is_test]
+    if not events:
+        return 0
+    payloads = [{"message_id": e.change.message_id, "mailing_id": e.mailing_id,
+                 "channel": e.channel, "code": e.change.code} for e in events]
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create([Event(
+            id=uuid.uuid4(), type=STATUS_EVENTS[e.change.status], occurred_at=e.change.occurred_at,
+            member_id=e.member_id, payload=payload, version=1, recorded_at=recorded_at)
+            for e, payload in zip(events, payloads, strict=True)])
+    else:
+        _insert_unnest(
+            Event,
+            fixed={"version": ("smallint", 1), "recorded_at": ("timestamptz", recorded_at)},
+            columns={"id": ("uuid", [uuid.uuid4() for _ in events]),
+                     "type": ("text", [STATUS_EVENTS[e.change.status].value for e in events]),
+                     "occurred_at": ("timestamptz", [e.change.occurred_at for e in events]),
+                     "member_id": ("bigint", [e.member_id for e in events]),
+                     "payload": ("jsonb", [Jsonb(payload) for payload in payloads])})
+    events_relay_after_commit()
+    return len(events)
 
 
 def changes_record(*, changes: Sequence[StatusChange], source: str,
