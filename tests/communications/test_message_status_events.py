@@ -7,34 +7,18 @@ import datetime as dt
 
 import pytest
 from django.db import transaction
-from django.utils import timezone
 
-from communications.gateways import Receipt
 from communications.models import Message
 from communications.services.statuses import (
     StatusChange,
     message_statuses_apply,
-    receipts_apply,
-    receipts_record,
 )
 from loyalty.models import Event
 from tests.communications.factories import GatewayFactory, MessageFactory
+from tests.communications.receipts import T0, receive, sent_message
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
-T0 = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
-
-
-def _sent(gateway, provider_id: str, **fields) -> Message:
-    return MessageFactory(gateway=gateway, provider_id=provider_id, status=Status.SENT,
-                          sent_at=T0, **fields)
-
-
-def _receive(gateway, *receipts: tuple[str, str, dt.datetime]) -> None:
-    receipts_record(gateway_id=gateway.pk, receipts=[
-        Receipt(provider_id=provider_id, status=status, occurred_at=at)
-        for provider_id, status, at in receipts])
-    receipts_apply()
 
 
 def _events() -> list[tuple[str, int | None, dict]]:
@@ -44,9 +28,9 @@ def _events() -> list[tuple[str, int | None, dict]]:
 
 def test_a_delivery_receipt_records_message_delivered_for_the_member():
     gateway = GatewayFactory()
-    message = _sent(gateway, "p-1")
+    message = sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "delivered", T0 + dt.timedelta(seconds=5)))
+    receive(gateway, ("p-1", "delivered", T0 + dt.timedelta(seconds=5)))
 
     event = Event.objects.get()
     assert (event.type, event.member_id, event.occurred_at) == (
@@ -57,9 +41,9 @@ def test_a_delivery_receipt_records_message_delivered_for_the_member():
 
 def test_a_click_reported_with_its_delivery_records_delivered_opened_and_clicked_in_order():
     gateway = GatewayFactory()
-    _sent(gateway, "p-1")
+    sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "clicked", T0 + dt.timedelta(minutes=3)),
+    receive(gateway, ("p-1", "clicked", T0 + dt.timedelta(minutes=3)),
              ("p-1", "delivered", T0 + dt.timedelta(minutes=1)))
 
     assert [event_type for event_type, _, _ in _events()] == [
@@ -77,30 +61,30 @@ def test_an_open_records_message_opened():
 
 def test_a_repeated_receipt_records_no_second_event():
     gateway = GatewayFactory()
-    _sent(gateway, "p-1")
+    sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "delivered", T0))
-    _receive(gateway, ("p-2", "delivered", T0), ("p-1", "delivered", T0))
+    receive(gateway, ("p-1", "delivered", T0))
+    receive(gateway, ("p-2", "delivered", T0), ("p-1", "delivered", T0))
 
     assert len(_events()) == 1
 
 
 def test_statuses_other_than_delivered_opened_and_clicked_record_no_event():
     gateway = GatewayFactory()
-    _sent(gateway, "p-1")
-    _sent(gateway, "p-2")
+    sent_message(gateway, "p-1")
+    sent_message(gateway, "p-2")
 
-    _receive(gateway, ("p-1", "undelivered", T0), ("p-2", "bounced", T0))
+    receive(gateway, ("p-1", "undelivered", T0), ("p-2", "bounced", T0))
 
     assert _events() == []
 
 
 def test_test_sends_and_transactional_messages_record_no_event():
     gateway = GatewayFactory()
-    _sent(gateway, "p-test", is_test=True)
-    _sent(gateway, "p-code", mailing=None, content={"kind": "sign_in_code"})
+    sent_message(gateway, "p-test", is_test=True)
+    sent_message(gateway, "p-code", mailing=None, content={"kind": "sign_in_code"})
 
-    _receive(gateway, ("p-test", "delivered", T0), ("p-code", "delivered", T0))
+    receive(gateway, ("p-test", "delivered", T0), ("p-code", "delivered", T0))
 
     assert _events() == []
 

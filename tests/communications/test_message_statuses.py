@@ -27,15 +27,10 @@ from communications.services.statuses import (
 )
 from members.models import Suppression
 from tests.communications.factories import GatewayFactory, MessageFactory
+from tests.communications.receipts import T0, receive, sent_message
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
-T0 = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
-
-
-def _sent(gateway, provider_id: str, **fields) -> Message:
-    return MessageFactory(gateway=gateway, provider_id=provider_id, status=Status.SENT,
-                          sent_at=T0, **fields)
 
 
 def _history(message: Message) -> list[tuple[str, str]]:
@@ -43,18 +38,11 @@ def _history(message: Message) -> list[tuple[str, str]]:
                 .order_by("id").values_list("status", "source"))
 
 
-def _receive(gateway, *receipts: tuple[str, str, dt.datetime]) -> None:
-    receipts_record(gateway_id=gateway.pk, receipts=[
-        Receipt(provider_id=provider_id, status=status, occurred_at=at)
-        for provider_id, status, at in receipts])
-    receipts_apply()
-
-
 def test_a_delivery_receipt_moves_a_sent_message_to_delivered_and_records_it():
     gateway = GatewayFactory()
-    message = _sent(gateway, "p-1")
+    message = sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "delivered", T0 + dt.timedelta(seconds=5)))
+    receive(gateway, ("p-1", "delivered", T0 + dt.timedelta(seconds=5)))
 
     message.refresh_from_db()
     assert message.status == Status.DELIVERED
@@ -64,10 +52,10 @@ def test_a_delivery_receipt_moves_a_sent_message_to_delivered_and_records_it():
 
 def test_the_same_receipt_twice_is_stored_and_applied_once():
     gateway = GatewayFactory()
-    message = _sent(gateway, "p-1")
+    message = sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "delivered", T0))
-    _receive(gateway, ("p-1", "delivered", T0))
+    receive(gateway, ("p-1", "delivered", T0))
+    receive(gateway, ("p-1", "delivered", T0))
 
     assert ProviderReceipt.objects.count() == 1
     assert _history(message) == [("delivered", "receipt")]
@@ -75,9 +63,9 @@ def test_the_same_receipt_twice_is_stored_and_applied_once():
 
 def test_a_click_reported_before_its_open_ends_clicked_with_both_recorded_in_order():
     gateway = GatewayFactory()
-    message = _sent(gateway, "p-1")
+    message = sent_message(gateway, "p-1")
 
-    _receive(gateway, ("p-1", "clicked", T0 + dt.timedelta(minutes=2)),
+    receive(gateway, ("p-1", "clicked", T0 + dt.timedelta(minutes=2)),
              ("p-1", "opened", T0 + dt.timedelta(minutes=1)),
              ("p-1", "delivered", T0))
 
@@ -89,10 +77,10 @@ def test_a_click_reported_before_its_open_ends_clicked_with_both_recorded_in_ord
 
 def test_a_late_delivery_receipt_does_not_move_a_clicked_message_back():
     gateway = GatewayFactory()
-    message = _sent(gateway, "p-1")
-    _receive(gateway, ("p-1", "clicked", T0))
+    message = sent_message(gateway, "p-1")
+    receive(gateway, ("p-1", "clicked", T0))
 
-    _receive(gateway, ("p-1", "delivered", T0 - dt.timedelta(seconds=1)))
+    receive(gateway, ("p-1", "delivered", T0 - dt.timedelta(seconds=1)))
 
     message.refresh_from_db()
     assert message.status == Status.CLICKED
@@ -113,7 +101,7 @@ def test_no_receipt_moves_a_message_engage_already_ended(final):
 def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_with_it():
     gateway = GatewayFactory()
     message = MessageFactory(status=Status.SENDING, attempts=1)
-    _receive(gateway, ("p-early", "delivered", T0))
+    receive(gateway, ("p-early", "delivered", T0))
 
     messages_record_results(results=[SendResult(message.pk, provider_id="p-early")],
                             attempts={message.pk: 1}, gateway_id=gateway.pk)
@@ -125,9 +113,9 @@ def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_with_it()
 
 
 def test_a_receipt_for_another_gateways_provider_id_is_not_applied():
-    message = _sent(GatewayFactory(), "p-1")
+    message = sent_message(GatewayFactory(), "p-1")
 
-    _receive(GatewayFactory(), ("p-1", "delivered", T0))
+    receive(GatewayFactory(), ("p-1", "delivered", T0))
 
     message.refresh_from_db()
     assert message.status == Status.SENT
@@ -138,9 +126,9 @@ def test_a_receipt_for_another_gateways_provider_id_is_not_applied():
                                                 ("complained", "complaint")])
 def test_bounces_and_complaints_suppress_the_address(status, reason):
     gateway = GatewayFactory()
-    _sent(gateway, "p-1", address="ann@example.com")
+    sent_message(gateway, "p-1", address="ann@example.com")
 
-    _receive(gateway, ("p-1", status, T0))
+    receive(gateway, ("p-1", status, T0))
 
     suppression = Suppression.objects.get()
     assert (suppression.channel, suppression.address, suppression.reason) == (
@@ -152,7 +140,7 @@ def test_receipts_are_applied_in_a_fixed_number_of_queries_whatever_their_number
     counts = []
     for size in (5, 50):
         for n in range(size):
-            _sent(gateway, f"p-{size}-{n}")
+            sent_message(gateway, f"p-{size}-{n}")
         receipts_record(gateway_id=gateway.pk, receipts=[
             Receipt(provider_id=f"p-{size}-{n}", status="delivered", occurred_at=T0)
             for n in range(size)])
@@ -221,7 +209,7 @@ def test_the_same_receipt_twice_in_one_batch_is_stored_once():
 
 
 def test_status_changes_are_recorded_in_one_statement_whatever_their_number():
-    messages = [_sent(GatewayFactory(), f"p-{n}") for n in range(3)]
+    messages = [sent_message(GatewayFactory(), f"p-{n}") for n in range(3)]
     changes = [StatusChange(m.pk, "delivered", T0, "DELIVRD:000", "from the SMSC")
                for m in messages] * 400
 
@@ -239,13 +227,13 @@ def test_unmatched_receipts_past_the_retention_are_pruned_and_the_others_kept(se
     # given: two unmatched receipts, one old and one recent, and an old one that was applied
     settings.ENGAGE_RECEIPT_RETENTION_DAYS = 7
     gateway = GatewayFactory()
-    _sent(gateway, "p-applied")
+    sent_message(gateway, "p-applied")
     receipts_record(gateway_id=gateway.pk, receipts=[
         Receipt(provider_id=provider_id, status="delivered", occurred_at=T0)
         for provider_id in ("p-old-stray", "p-applied")])
     receipts_apply()
     ProviderReceipt.objects.update(received_at=timezone.now() - dt.timedelta(days=8))
-    _receive(gateway, ("p-recent-stray", "delivered", T0))
+    receive(gateway, ("p-recent-stray", "delivered", T0))
 
     # when
     pruned = receipts_prune()
@@ -263,7 +251,7 @@ def test_the_scheduler_tick_applies_a_recent_receipt_both_applies_missed():
     gateway = GatewayFactory()
     receipts_record(gateway_id=gateway.pk, receipts=[
         Receipt(provider_id="p-late", status="delivered", occurred_at=T0)])
-    message = _sent(gateway, "p-late")
+    message = sent_message(gateway, "p-late")
 
     # when
     outcome = mailings_tick()
@@ -279,7 +267,7 @@ def test_the_scheduler_tick_leaves_old_unmatched_receipts_to_the_prune():
     receipts_record(gateway_id=gateway.pk, receipts=[
         Receipt(provider_id="p-old", status="delivered", occurred_at=T0)])
     ProviderReceipt.objects.update(received_at=timezone.now() - dt.timedelta(days=1))
-    _sent(gateway, "p-old")
+    sent_message(gateway, "p-old")
 
     assert mailings_tick()["late_receipts"] == 0
 
