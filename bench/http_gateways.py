@@ -15,16 +15,24 @@ peer, the gateway's provider, channel, sender and template, and who the audience
   members who granted email consent and are not suppressed (confirmed too under double opt-in);
   nothing is written for them.
 
+Beside the mailing, against one more peer: the peer's ceiling (the adapter's own requests,
+prebuilt, from a bare aiohttp client), and the adapter alone in this process (no workers, no
+database) with one connection and with its concurrency, as the issue asks of every adapter.
+
 The channel's quiet hours are lifted while a scenario runs (and restored after): at night in the
 members' time zones the mailing would be held, not sent, and the scenario measures sending.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import aiohttp
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.db.models import Count, Min
@@ -42,6 +50,8 @@ from bench.results import Measured, median_of
 from bench.smpp import sms_audience_ensure
 from bench.workers import CeleryWorkers
 from campaigns.models import StaticListMember, TargetGroup
+from communications.gateways import GatewayConfig, OutboundMessage, gateway_for
+from communications.gateways.http_sms import HttpBatchGateway
 from communications.models import Gateway, Mailing, Message, Template
 from members.models import Consent, ConsentEvent, Member, MessengerAccount, Suppression
 from members.selectors import marketing_consent_granted
@@ -49,6 +59,9 @@ from members.selectors import marketing_consent_granted
 CONCURRENCY = 2  # celery prefork children, as the other dispatch scenarios
 GATEWAY_CONCURRENCY = 16  # requests in flight per batch (the HTTP adapters' default, set here)
 TIMEOUT = 10
+# Messages of the measurements beside the mailing: enough for a steady figure, few enough for
+# the one-connection run to stay short.
+ALONE_MESSAGES = 2000
 # One GSM-7 segment, personalized; plain text (the social channel takes nothing else).
 SHORT_BODY = "Hi {{ member.first_name }}, every purchase counts double this week at Engage Club."
 ACCOUNT_PREFIX = {MessengerAccount.Network.VIBER: "bench-viber:"}
@@ -152,6 +165,8 @@ class Adapter:
     url_setting: str = "base_url"  # the gateway setting naming the peer's address
     settings: dict[str, Any] = field(default_factory=dict)
     what: str = ""
+    # The n-th address of the measurements beside the mailing (no members, no database).
+    address: Callable[[int], str] = lambda n: f"+4477{n:08d}"
 
     @property
     def scenario(self) -> str:
@@ -173,16 +188,18 @@ ADAPTERS = {adapter.name: adapter for adapter in [
     Adapter("viber", "viber", "viber", "viber", "Engage Club",
             lambda count: messenger_audience_ensure(
                 count, network=MessengerAccount.Network.VIBER, channel="viber"),
+            address=lambda n: f"{ACCOUNT_PREFIX[MessengerAccount.Network.VIBER]}{n:012d}",
             what="a Viber mailing (text messages) through the Viber REST API's send_message, "
                  "each member given a Viber account and Viber consent"),
     Adapter("telegram", "telegram", "telegram", "social", "",
             lambda count: messenger_audience_ensure(
                 count, network=MessengerAccount.Network.TELEGRAM, channel="social"),
+            address=lambda n: str(TELEGRAM_CHAT_BASE + n),
             what="a social mailing (plain text) through a Telegram bot's sendMessage, each "
                  "member given a Telegram chat and social consent"),
     Adapter("anymail", "postmark", "anymail", "email", "Engage Club <club@engage.example.com>",
             email_audience, body=EMAIL_BODY, subject=EMAIL_SUBJECT, html_body=EMAIL_HTML_BODY,
-            url_setting="api_url",
+            url_setting="api_url", address=lambda n: f"member{n}@example.com",
             what="an email mailing (text + HTML, personalized) through django-anymail's Postmark "
                  "backend (one POST /email per message, each thread of the batch on a requests "
                  "session of its own), to the seed's addresses with email consent"),
@@ -229,6 +246,73 @@ def http_mailing_send(*, adapter: Adapter, target_group: TargetGroup) -> dict[st
             "with_snapshot_s": with_snapshot}
 
 
+def _alone_batch(adapter: Adapter, count: int) -> list[OutboundMessage]:
+    return [OutboundMessage(message_id=n, address=adapter.address(n), subject=adapter.subject,
+                            body=SHORT_BODY.replace("{{ member.first_name }}", "Ann")
+                            if adapter.body == SHORT_BODY else adapter.body,
+                            html_body=adapter.html_body)
+            for n in range(1, count + 1)]
+
+
+def adapter_alone(adapter: Adapter, *, peer_settings: dict[str, Any], messages: int,
+                  concurrency: int) -> float:
+    """Messages/s of one batch of `messages` through the adapter in this process (no workers,
+    no database), `concurrency` requests in flight (1: one connection, one at a time)."""
+    gateway = gateway_for(GatewayConfig(
+        gateway_id=0, channel=adapter.channel, provider=adapter.provider,
+        settings={**adapter.gateway_settings(peer_settings), "concurrency": concurrency},
+        sender=adapter.sender, price_per_message=Decimal(0)))
+    batch = _alone_batch(adapter, messages)
+    gateway.open()
+    try:
+        start = time.perf_counter()
+        results = gateway.send(batch)
+        seconds = time.perf_counter() - start
+    finally:
+        gateway.close()
+    failed = [result for result in results if not result.ok]
+    if failed:
+        raise RuntimeError(f"{len(failed)} messages failed, the first: {failed[0].error}")
+    return messages / seconds
+
+
+def peer_ceiling(adapter: Adapter, *, peer_settings: dict[str, Any],
+                 messages: int) -> float | None:
+    """Messages/s the peer accepts from a bare aiohttp client: the adapter's own requests,
+    built before the clock starts, `concurrency` in flight on one session. None for an adapter
+    that builds no requests of its own (anymail: the ESP backend does)."""
+    gateway = gateway_for(GatewayConfig(
+        gateway_id=0, channel=adapter.channel, provider=adapter.provider,
+        settings=adapter.gateway_settings(peer_settings), sender=adapter.sender,
+        price_per_message=Decimal(0)))
+    if not isinstance(gateway, HttpBatchGateway):
+        return None
+    gateway.open()  # reads the settings the requests are built from
+    try:
+        requests = [gateway._request(outbound) for outbound in _alone_batch(adapter, messages)]
+    finally:
+        gateway.close()
+
+    async def run() -> float:
+        pending = iter(requests)
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=adapter.concurrency)) as session:
+
+            async def client() -> None:
+                for request in pending:
+                    async with session.request(request.method, request.url, data=request.body,
+                                               headers=request.headers) as reply:
+                        await reply.read()
+                        if reply.status >= 300:
+                            raise RuntimeError(f"the peer answered {reply.status}")
+
+            start = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(adapter.concurrency)))
+            return messages / (time.perf_counter() - start)
+
+    return asyncio.run(run())
+
+
 def dispatch_http(options: Options, *, adapter: str) -> Measured:
     """Messages/s from the first claim of a `--messages` mailing through `adapter` to its
     completion. One worker (prefork, 2 children) for all runs, a fresh peer process per run;
@@ -251,6 +335,13 @@ def dispatch_http(options: Options, *, adapter: str) -> Measured:
             broker_flush()
         if "Traceback" in workers.log_tail():
             raise RuntimeError(f"the worker failed:\n{workers.log_tail()}")
+    alone = min(options.messages, ALONE_MESSAGES)
+    with PeerProcess(chosen.peer, url_setting=chosen.url_setting) as peer:
+        ceiling = peer_ceiling(chosen, peer_settings=peer.settings, messages=alone)
+        one_connection = adapter_alone(chosen, peer_settings=peer.settings, messages=alone,
+                                       concurrency=1)
+        configured = adapter_alone(chosen, peer_settings=peer.settings, messages=alone,
+                                   concurrency=chosen.concurrency)
     last = runs[-1]
     return Measured(last["sent"], value, options.runs, {
         "what": WHAT.format(adapter_what=chosen.what, n=last["sent"], peer=chosen.peer,
@@ -263,6 +354,16 @@ def dispatch_http(options: Options, *, adapter: str) -> Measured:
         "shared_address_skipped_per_run": [r["shared"] for r in runs],
         "peer_count_check": "ok: every message sent or skipped as a shared address, and the "
                             "peer received exactly the messages sent",
+        "peer_ceiling": None if ceiling is None else round(ceiling, 3),
+        "peer_ceiling_what": f"{alone} of the adapter's own requests, built before the clock "
+                             f"starts, from a bare aiohttp client in this process, "
+                             f"{chosen.concurrency} in flight" if ceiling is not None else
+                             "not measured: django-anymail's backend builds the requests",
+        "adapter_alone_one_connection": round(one_connection, 3),
+        "adapter_alone_concurrency": round(configured, 3),
+        "adapter_alone_what": f"one batch of {alone} messages through the adapter in this "
+                              f"process (no workers, no database): one connection, one request "
+                              f"at a time, vs {chosen.concurrency} in flight",
     })
 
 
