@@ -27,7 +27,7 @@ import jwt
 from bench.database import broker_flush
 from bench.mailings import mailings_clear
 from bench.options import Options
-from bench.peers import PeerProcess
+from bench.peers import PeerProcess, batch_rate
 from bench.push import (
     BODY,
     TOKEN_PREFIX,
@@ -74,17 +74,7 @@ def adapter_alone(*, settings: dict[str, Any], messages: int, concurrency: int) 
         price_per_message=Decimal(0)))
     batch = [OutboundMessage(message_id=n, address=token, subject="Ann, your points are waiting",
                              body=BODY) for n, token in enumerate(_tokens(messages), start=1)]
-    gateway.open()
-    try:
-        start = time.perf_counter()
-        results = gateway.send(batch)
-        seconds = time.perf_counter() - start
-    finally:
-        gateway.close()
-    failed = [result for result in results if not result.ok]
-    if failed:
-        raise RuntimeError(f"{len(failed)} pushes failed, the first: {failed[0].error}")
-    return messages / seconds
+    return batch_rate(gateway, batch)
 
 
 def peer_ceiling(*, settings: dict[str, Any], messages: int) -> float:

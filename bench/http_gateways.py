@@ -44,7 +44,7 @@ from bench.mailings import HTML_BODY as EMAIL_HTML_BODY
 from bench.mailings import SUBJECT as EMAIL_SUBJECT
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
-from bench.peers import PeerProcess
+from bench.peers import PeerProcess, batch_rate
 from bench.push import _audience_list, quiet_hours_lifted
 from bench.results import Measured, median_of
 from bench.smpp import sms_audience_ensure
@@ -263,17 +263,7 @@ def adapter_alone(adapter: Adapter, *, peer_settings: dict[str, Any], messages: 
         settings={**adapter.gateway_settings(peer_settings), "concurrency": concurrency},
         sender=adapter.sender, price_per_message=Decimal(0)))
     batch = _alone_batch(adapter, messages)
-    gateway.open()
-    try:
-        start = time.perf_counter()
-        results = gateway.send(batch)
-        seconds = time.perf_counter() - start
-    finally:
-        gateway.close()
-    failed = [result for result in results if not result.ok]
-    if failed:
-        raise RuntimeError(f"{len(failed)} messages failed, the first: {failed[0].error}")
-    return messages / seconds
+    return batch_rate(gateway, batch)
 
 
 def peer_ceiling(adapter: Adapter, *, peer_settings: dict[str, Any],

@@ -8,11 +8,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench.workers import ROOT
+from communications.gateways import OutboundMessage
+from communications.gateways.base import BaseGateway
 
 
 class PeerProcess:
@@ -69,3 +72,19 @@ class PeerProcess:
         with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/_peer/stats",
                                     timeout=10) as reply:  # noqa: S310  (the loopback peer)
             return json.loads(reply.read())
+
+
+def batch_rate(gateway: BaseGateway, batch: Sequence[OutboundMessage]) -> float:
+    """Messages/s of one batch through an adapter in this process (no workers, no database),
+    from open to the last answer; raises unless every message was accepted."""
+    gateway.open()
+    try:
+        start = time.perf_counter()
+        results = gateway.send(batch)
+        seconds = time.perf_counter() - start
+    finally:
+        gateway.close()
+    failed = [result for result in results if not result.ok]
+    if failed:
+        raise RuntimeError(f"{len(failed)} messages failed, the first: {failed[0].error}")
+    return len(batch) / seconds
