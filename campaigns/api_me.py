@@ -82,7 +82,11 @@ class OfferCountView(MemberApiView):
 _OFFER_REPRESENTATION = MemberOfferSerializer()
 
 
-def offers_home(member: Member) -> dict[str, Any]:
-    """members.hooks.ACCOUNT_HOME: the app placement's offers for the home call."""
+def offers_home(member: Member, placement: str) -> dict[str, Any]:
+    """members.hooks.ACCOUNT_HOME: the app placement's offers for the home call. The account's
+    home page shows its own placement's through a tag that also counts them viewed
+    (campaign_offers.account_home_offers), so it gets nothing here."""
+    if placement != PromoContent.Placement.APP:
+        return {}
     offers = offers_shown(member=member, placement=PromoContent.Placement.APP)
     return {"offers": [_OFFER_REPRESENTATION.to_representation(offer) for offer in offers]}

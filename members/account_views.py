@@ -128,7 +128,7 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     home_data: dict[str, Any] = {}
     for handler in hooks.ACCOUNT_HOME:
-        home_data.update(handler(request.member))
+        home_data.update(handler(request.member, "account"))
     return render(request, "account/home.html", account_context(
         request, home=home_data, home_templates=hooks.ACCOUNT_HOME_TEMPLATES))
 

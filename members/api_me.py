@@ -187,7 +187,7 @@ class HomeView(MemberApiView):
         member = request_member(request)
         home: dict[str, Any] = {"profile": _PROFILE_REPRESENTATION.to_representation(member)}
         for handler in hooks.ACCOUNT_HOME:
-            home.update(handler(member))
+            home.update(handler(member, "app"))
         return Response(home)
 
 

@@ -24,10 +24,10 @@ FEEDBACK_ANSWERED: list[Callable[[Any, Any], None]] = []
 # (position, url name, label); the navigation lists them by position (offers 10, favorite
 # products 20, messages 30, preferences 40, support 50), whatever order the apps load in.
 ACCOUNT_SECTIONS: list[tuple[int, str, Any]] = []
-# (member) -> {key: data}: what another app adds to the app's home call (GET /api/v1/me/home/)
-# and the account's home page, e.g. active offers or the unread count. Must be cheap: the home
-# call is the app's most frequent request.
-ACCOUNT_HOME: list[Callable[[Any], dict[str, Any]]] = []
+# (member, placement) -> {key: data}: what another app adds to the app's home call (GET
+# /api/v1/me/home/, placement "app") and the account's home page ("account"), e.g. active
+# offers or the unread count. Must be cheap: the home call is the app's most frequent request.
+ACCOUNT_HOME: list[Callable[[Any, str], dict[str, Any]]] = []
 # Templates the account's home page includes, in order, each given `home` (what the
 # ACCOUNT_HOME handlers returned, merged) and `account_member`.
 ACCOUNT_HOME_TEMPLATES: list[str] = []

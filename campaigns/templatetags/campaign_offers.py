@@ -14,8 +14,8 @@ register = template.Library()
 def account_home_offers(member: Member, limit: int = 3) -> list[PromoContent]:
     """The account placement's first offers for the account's home page, counted as viewed.
 
-    A tag, since members.hooks.ACCOUNT_HOME gives the app's placement (the home call's), and
-    the account's home page includes its templates with that data only.
+    A tag, since showing them on the page counts them (the app counts its own with a call),
+    which a members.hooks.ACCOUNT_HOME handler, a read, should not do.
     """
     shown = offers_shown(member=member, placement=PromoContent.Placement.ACCOUNT)[:limit]
     promo_content_count(offer_ids=[offer.pk for offer in shown], counter="views")

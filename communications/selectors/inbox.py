@@ -190,7 +190,7 @@ def inbox_page(*, member_id: int, limit: int, channel: str | None = None,
     return messages
 
 
-def inbox_home(member: Member) -> dict[str, Any]:
+def inbox_home(member: Member, placement: str) -> dict[str, Any]:
     """What the inbox adds to the app's home call and the account's home page."""
     return {"unread_messages": member_unread_count(member_id=member.pk)}
 

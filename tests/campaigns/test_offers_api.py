@@ -180,9 +180,17 @@ def test_the_home_calls_offers_take_at_most_two_queries(ann, django_assert_max_n
     PromoContentFactory.create_batch(3)
 
     with django_assert_max_num_queries(2):
-        offers = offers_home(ann)["offers"]
+        offers = offers_home(ann, "app")["offers"]
 
     assert len(offers) == 4
+
+
+def test_the_account_home_page_gets_no_app_offers_from_the_home_hook(ann,
+                                                                     django_assert_num_queries):
+    PromoContentFactory(placement=PromoContent.Placement.APP)
+
+    with django_assert_num_queries(0):  # its own placement's come from the page's tag
+        assert offers_home(ann, "account") == {}
 
 
 # --- the staff API -----------------------------------------------------------------------------
