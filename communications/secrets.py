@@ -1,7 +1,8 @@
 """Gateway credentials at rest: the secret settings of a gateway (an SMTP or SMPP password, an
 FCM service account, an API token) are kept apart from its plain settings, as one Fernet token.
 
-The keys come from ENGAGE_SECRETS_KEY, comma-separated, newest first: tokens are written with
+The keys come from ENGAGE_SECRETS_KEY (config.fernet, shared with the webhook secrets),
+comma-separated, newest first: tokens are written with
 the first key and read with any of them (MultiFernet), so a key is rotated by putting the new
 one in front, running `manage.py gateway_secrets_rotate` (every token re-written with the new
 key) and then dropping the old one.
@@ -14,37 +15,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
+from cryptography.fernet import InvalidToken
+
+from config.fernet import engage_fernet
 
 
 class SecretsUnreadable(Exception):
     """The stored token was written with a key ENGAGE_SECRETS_KEY no longer holds."""
 
 
-@lru_cache(maxsize=4)
-def _fernet(keys: str) -> MultiFernet:
-    try:
-        return MultiFernet([Fernet(key.strip()) for key in keys.split(",") if key.strip()])
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(
-            "ENGAGE_SECRETS_KEY must be comma-separated Fernet keys (32 url-safe base64-encoded "
-            "bytes each)") from exc
-
-
-def secrets_fernet() -> MultiFernet:
-    return _fernet(django_settings.ENGAGE_SECRETS_KEY)
-
-
 def secrets_encrypt(values: Mapping[str, Any]) -> str:
     """A Fernet token holding `values` as JSON; '' for no values (nothing to keep)."""
     if not values:
         return ""
-    return secrets_fernet().encrypt(
+    return engage_fernet().encrypt(
         json.dumps(dict(values), separators=(",", ":")).encode()).decode("ascii")
 
 
@@ -52,7 +38,7 @@ def secrets_decrypt(token: str) -> dict[str, Any]:
     if not token:
         return {}
     try:
-        values = json.loads(secrets_fernet().decrypt(token.encode("ascii")))
+        values = json.loads(engage_fernet().decrypt(token.encode("ascii")))
     except (InvalidToken, UnicodeEncodeError) as exc:
         raise SecretsUnreadable(
             "the gateway's secrets were encrypted with a key ENGAGE_SECRETS_KEY does not hold "
@@ -65,7 +51,7 @@ def secrets_rotate(token: str) -> str:
     if not token:
         return ""
     try:
-        return secrets_fernet().rotate(token.encode("ascii")).decode("ascii")
+        return engage_fernet().rotate(token.encode("ascii")).decode("ascii")
     except (InvalidToken, UnicodeEncodeError) as exc:
         raise SecretsUnreadable("the gateway's secrets cannot be read with ENGAGE_SECRETS_KEY"
                                 ) from exc

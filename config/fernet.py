@@ -9,11 +9,17 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 @lru_cache(maxsize=4)
 def _multi_fernet(keys: str) -> MultiFernet:
-    return MultiFernet([Fernet(key.strip()) for key in keys.split(",") if key.strip()])
+    try:
+        return MultiFernet([Fernet(key.strip()) for key in keys.split(",") if key.strip()])
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            "ENGAGE_SECRETS_KEY must be comma-separated Fernet keys (32 url-safe base64-encoded "
+            "bytes each)") from exc
 
 
 def engage_fernet() -> MultiFernet:
