@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
@@ -29,13 +30,30 @@ from communications.serializers import (
     MailingTestSendSerializer,
     MailingWriteSerializer,
     MessagingCalendarSerializer,
+    TriggerMailingSerializer,
+    TriggerMailingWriteSerializer,
 )
 from communications.services.audiences import (
     address_report_summary,
     mailing_address_list_attach,
 )
 from communications.services.mailings import mailing_create, mailing_update
+from communications.services.triggers import (
+    trigger_activate,
+    trigger_mailing_create,
+    trigger_mailing_update,
+)
 from config.api import service_call
+
+
+def _draft_write(payload: serializers.ModelSerializer,
+                 write: Callable[[dict[str, Any]], Mailing]) -> tuple[Mailing, int]:
+    """Validate a draft's fields and hand them to its service: (the mailing, 201 when it was
+    created, else 200). A serializer may shape its fields for the service (`service_fields`)."""
+    payload.is_valid(raise_exception=True)
+    shape = getattr(payload, "service_fields", lambda: dict(payload.validated_data))
+    mailing = service_call(lambda: write(shape()))
+    return mailing, status.HTTP_200_OK if payload.instance else status.HTTP_201_CREATED
 
 
 class MailingFilter(django_filters.FilterSet):
@@ -60,28 +78,24 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
             return MailingWriteSerializer
         return super().get_serializer_class()
 
-    def _written(self, mailing: Mailing, code: int) -> Response:
+    def _written(self, mailing: Mailing, code: int = status.HTTP_200_OK) -> Response:
         mailing = self.get_queryset().get(pk=mailing.pk)
         return Response(MailingSerializer(mailing, context=self.get_serializer_context()).data,
                         status=code)
 
     @extend_schema(request=MailingWriteSerializer, responses={201: MailingSerializer})
     def create(self, request: Request, *args, **kwargs) -> Response:
-        payload = MailingWriteSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        mailing = service_call(lambda: mailing_create(by=request.user,
-                                                      **payload.service_fields()))
-        return self._written(mailing, status.HTTP_201_CREATED)
+        return self._written(*_draft_write(
+            MailingWriteSerializer(data=request.data),
+            lambda fields: mailing_create(by=request.user, **fields)))
 
     @extend_schema(request=MailingWriteSerializer, responses=MailingSerializer)
     def update(self, request: Request, *args, **kwargs) -> Response:
         mailing = self.get_object()
-        payload = MailingWriteSerializer(mailing, data=request.data,
-                                         partial=kwargs.get("partial", False))
-        payload.is_valid(raise_exception=True)
-        mailing = service_call(lambda: mailing_update(mailing=mailing,
-                                                      **payload.service_fields()))
-        return self._written(mailing, status.HTTP_200_OK)
+        return self._written(*_draft_write(
+            MailingWriteSerializer(mailing, data=request.data,
+                                   partial=kwargs.get("partial", False)),
+            lambda fields: mailing_update(mailing=mailing, **fields)))
 
     @extend_schema(request={"multipart/form-data": AddressListUploadSerializer},
                    responses=AddressListReportSerializer)
@@ -190,3 +204,47 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
         query.is_valid(raise_exception=True)
         calendar = messaging_calendar(**query.validated_data)
         return Response(MessagingCalendarSerializer(calendar).data)
+
+
+class TriggerMailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                            viewsets.ReadOnlyModelViewSet):
+    """Trigger mailings with their trigger: a draft is created and changed here, then
+    activated; from then on it sends a message per matching event or date until it is
+    cancelled. Pause, resume, cancel and the report are the mailings' own
+    (/mailings/{id}/pause/ ...)."""
+
+    serializer_class = TriggerMailingSerializer
+    filterset_class = MailingFilter
+
+    def get_queryset(self):
+        return mailings_with_counts().filter(kind=Mailing.Kind.TRIGGER).select_related("trigger")
+
+    def get_serializer_class(self):
+        if self.action in ("create", "update", "partial_update"):
+            return TriggerMailingWriteSerializer
+        return super().get_serializer_class()
+
+    def _written(self, mailing: Mailing, code: int = status.HTTP_200_OK) -> Response:
+        mailing = self.get_queryset().get(pk=mailing.pk)
+        return Response(TriggerMailingSerializer(
+            mailing, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(request=TriggerMailingWriteSerializer, responses={201: TriggerMailingSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        return self._written(*_draft_write(
+            TriggerMailingWriteSerializer(data=request.data),
+            lambda fields: trigger_mailing_create(by=request.user, **fields)))
+
+    @extend_schema(request=TriggerMailingWriteSerializer, responses=TriggerMailingSerializer)
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        mailing = self.get_object()
+        return self._written(*_draft_write(
+            TriggerMailingWriteSerializer(mailing, data=request.data,
+                                          partial=kwargs.get("partial", False)),
+            lambda fields: trigger_mailing_update(mailing=mailing, **fields)))
+
+    @extend_schema(request=None, responses=TriggerMailingSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        """Start answering events and dates from now on (events recorded before are not)."""
+        return self._written(service_call(lambda: trigger_activate(mailing=self.get_object())))

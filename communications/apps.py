@@ -17,6 +17,8 @@ class CommunicationsConfig(AppConfig):
         )
         from communications.anymail_tracking import tracking_received
         from communications.selectors.inbox import inbox_home
+        from communications.services.triggers import triggers_nudge
+        from loyalty.event_log import EVENT_READERS
         from members import hooks
 
         # Email services' tracking webhooks (anymail) become receipts and unsubscribes.
@@ -26,3 +28,5 @@ class CommunicationsConfig(AppConfig):
             (30, "communications-account:inbox", gettext_lazy("Messages")))
         hooks.ACCOUNT_HOME.append(inbox_home)
         hooks.ACCOUNT_HOME_TEMPLATES.append("account/home_messages.html")
+        # Trigger mailings read the event log as soon as the ingest commits.
+        EVENT_READERS.append(triggers_nudge)

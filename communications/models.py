@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 from campaigns.models import Campaign, StaticList, TargetGroup
@@ -182,7 +182,15 @@ class Mailing(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
+    class Kind(models.TextChoices):
+        REGULAR = "regular", "Regular (one send to an audience)"
+        TRIGGER = "trigger", "Trigger (a message per matching event or date)"
+
     name = models.CharField(max_length=200)
+    # A trigger mailing has a `Trigger` row and, once activated, stays `sending` until it is
+    # cancelled (communications.services.triggers).
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REGULAR,
+                            db_default=Kind.REGULAR, editable=False)
     campaign = models.ForeignKey(
         Campaign, on_delete=models.PROTECT, null=True, blank=True, related_name="mailings"
     )
@@ -437,6 +445,7 @@ class Message(models.Model):
         DUPLICATE_ADDRESS = "duplicate_address", "Address shared with another recipient"
         FREQUENCY_CAP = "frequency_cap", "Over the frequency cap"
         QUIET_HOURS_EXPIRED = "quiet_hours_expired", "Quiet hours lasted past the lifetime"
+        TRIGGER_CANCELLED = "trigger_cancelled", "Cancelled by a later event of the trigger"
 
     # Both foreign keys are covered by the composite indexes below; their own indexes would only
     # slow the audience snapshot down. Nor do they carry database constraints: a snapshot
@@ -477,6 +486,14 @@ class Message(models.Model):
     cost = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
     content = models.JSONField(null=True, blank=True,
                                help_text="Subject and body of a transactional message.")
+    # What a trigger mailing's message answers: the event of the log it matched, or for a date
+    # rule the occasion ("birthday:2026-12-07", "voucher:17"); a member gets a trigger's message
+    # once per event or occasion (the unique constraints below). No database constraint on the
+    # event: the event log is loyalty's and is never deleted from under a message.
+    event = models.ForeignKey("loyalty.Event", on_delete=models.DO_NOTHING, null=True,
+                              blank=True, related_name="+", db_index=False,
+                              db_constraint=False)
+    occasion = models.CharField(max_length=64, blank=True, default="", db_default="")
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -489,8 +506,16 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["mailing", "member", "channel"], name="message_once_per_recipient",
-                condition=models.Q(is_test=False),
-            )
+                condition=models.Q(is_test=False, event__isnull=True, occasion=""),
+            ),
+            models.UniqueConstraint(
+                fields=["mailing", "member", "event"], name="message_once_per_event",
+                condition=models.Q(event__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["mailing", "member", "occasion"], name="message_once_per_occasion",
+                condition=~models.Q(occasion=""),
+            ),
         ]
         indexes = [
             models.Index(fields=["mailing", "status"], name="message_mailing_status_idx"),
@@ -536,6 +561,7 @@ class MessageStatusChange(models.Model):
         COMPLIANCE = "compliance", "Compliance (consent, frequency cap, quiet hours)"
         OPERATOR = "operator", "Marketer (pause, cancel)"
         MEMBER = "member", "The member (read in the app or the account)"
+        TRIGGER = "trigger", "Trigger (a later event cancelled the message)"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes",
                                 db_index=False, db_constraint=False)
@@ -588,3 +614,82 @@ class ProviderReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway_id}/{self.provider_id}: {self.status}"
+
+
+class Trigger(models.Model):
+    """What starts the messages of a trigger mailing (`Mailing.kind` trigger): an event of the
+    log, or a date rule checked daily in each member's time zone.
+
+    An event trigger matches events of `event_type` whose payload meets every condition
+    (`conditions`: a list of {"path", "op", "value"}, `services.triggers.CONDITION_OPS`), for
+    members in the mailing's target group (when it has one); its message is due `delay` after
+    the event occurred, and an event of a `cancel_on` type for the same member (with the same
+    payload value at `cancel_match`, when set) occurring within the delay cancels it. A date
+    rule fires once per occasion at `send_hour` in the member's local time. The checks live in
+    `services.triggers.trigger_errors`.
+    """
+
+    class DateRule(models.TextChoices):
+        BIRTHDAY = "birthday", "On the member's birthday"
+        VOUCHER_EXPIRING = "voucher_expiring", "Days before a voucher expires"
+        DAYS_SINCE_LAST_PURCHASE = "days_since_last_purchase", "Days since the last purchase"
+
+    mailing = models.OneToOneField(Mailing, on_delete=models.CASCADE, related_name="trigger")
+    event_type = models.CharField(
+        max_length=64, blank=True,
+        help_text="An event type of the catalog (ORDER_PLACED) or an active custom one; "
+                  "blank for a date rule.")
+    date_rule = models.CharField(max_length=32, choices=DateRule.choices, blank=True,
+                                 help_text="Instead of an event type: a date the member has.")
+    days = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="For “days before a voucher expires” and “days since the last purchase”.")
+    send_hour = models.PositiveSmallIntegerField(
+        default=10, validators=[MaxValueValidator(23)],
+        help_text="Date rules: the hour of the member's local day the message is due.")
+    conditions = models.JSONField(
+        default=list, blank=True,
+        help_text='Conditions on the event payload, all of which must hold, e.g. '
+                  '[{"path": "total", "op": "gte", "value": 50}]; ops: eq, ne, gt, gte, lt, '
+                  'lte, in (a list), exists (true or false); a path goes into nested objects '
+                  'with dots (“store.city”).')
+    delay = models.DurationField(
+        null=True, blank=True,
+        help_text="Event triggers: how long after the event the message is due, e.g. "
+                  "02:00:00 for two hours. Blank: at once.")
+    cancel_on = models.JSONField(
+        default=list, blank=True,
+        help_text='Event types that cancel a message still waiting out the delay when one '
+                  'occurs for the same member within it, e.g. ["ORDER_REFUNDED"].')
+    cancel_match = models.CharField(
+        max_length=100, blank=True,
+        help_text="A payload path both events must have equal for the cancel to count, e.g. "
+                  "order_id. Blank: any cancelling event of the member counts.")
+    # The reader's position in the event log: events recorded after it are still to match.
+    read_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(~models.Q(event_type="") & models.Q(date_rule=""))
+                | (models.Q(event_type="") & ~models.Q(date_rule="")),
+                name="trigger_event_or_date"),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_type or self.get_date_rule_display()
+
+    def clean(self) -> None:
+        from communications.services.triggers import trigger_errors
+
+        errors = trigger_errors(trigger=self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class TriggerMailing(Mailing):
+    """Mailings of kind `trigger`, as the marketer's own admin screen lists them."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "trigger mailing"

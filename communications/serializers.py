@@ -5,10 +5,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from communications.models import CascadeStep, Mailing, Message
+from communications.models import CascadeStep, Mailing, Message, Trigger
 from communications.selectors import mailing_counts_from_annotations, mailing_status_counts
 from communications.selectors.calendar import MAX_CALENDAR_DAYS, calendar_range_errors
 from communications.services.mailings import MAILING_EDITABLE_FIELDS
+from communications.services.triggers import TRIGGER_FIELDS, TRIGGER_MAILING_FIELDS
 
 # Messages per status, one field per status of the state machine.
 MailingStatusCountsSerializer = type("MailingStatusCountsSerializer", (serializers.Serializer,), {
@@ -41,7 +42,7 @@ class MailingSerializer(serializers.ModelSerializer):
             "scheduled_at",
             "send_in_member_timezone", "recurrence", "recurring_parent", "priority",
             "defer_capped", "message_lifetime", "started_at", "completed_at", "failure_reason",
-            "created_at", "status_counts",
+            "created_at", "status_counts", "kind",
         ]
         read_only_fields = fields
 
@@ -288,3 +289,32 @@ class MessagingCalendarSerializer(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField()
     days = _CalendarDaySerializer(many=True)
+
+
+class TriggerSerializer(serializers.ModelSerializer):
+    """What starts a trigger mailing's messages: `event_type` (with `conditions` on the
+    payload, a `delay` and `cancel_on` events) or a `date_rule` (with `days` and `send_hour`).
+    Checked as a whole when written; errors are keyed `trigger.<field>`."""
+
+    class Meta:
+        model = Trigger
+        fields = list(TRIGGER_FIELDS)
+
+
+class TriggerMailingSerializer(MailingSerializer):
+    trigger = TriggerSerializer(read_only=True)
+
+    class Meta(MailingSerializer.Meta):
+        fields = [*MailingSerializer.Meta.fields, "trigger"]
+        read_only_fields = fields
+
+
+class TriggerMailingWriteSerializer(serializers.ModelSerializer):
+    """A draft trigger mailing's fields and its trigger; it starts with the `activate`
+    action."""
+
+    trigger = TriggerSerializer()
+
+    class Meta:
+        model = Mailing
+        fields = [*TRIGGER_MAILING_FIELDS, "trigger"]

@@ -82,3 +82,20 @@ def check_gateway_health(gateway_id: int) -> bool | None:
     if gateway is None:
         return None
     return gateway_health_check(gateway=gateway).last_health_ok
+
+
+@shared_task(ignore_result=True)
+def read_trigger_events() -> dict[int, dict[str, int]]:
+    """Events recorded since the last pass become trigger mailings' messages (nudged after the
+    ingest commits, and on the beat schedule)."""
+    from communications.services.triggers import trigger_events_read
+
+    return trigger_events_read()
+
+
+@shared_task(ignore_result=True)
+def run_date_triggers() -> dict[int, dict[str, int]]:
+    """Today's birthdays, expiring vouchers and lapsed buyers, in each member's time zone."""
+    from communications.services.trigger_dates import trigger_dates_run
+
+    return trigger_dates_run()

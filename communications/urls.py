@@ -1,11 +1,12 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from communications.api import MailingViewSet
+from communications.api import MailingViewSet, TriggerMailingViewSet
 from communications.api_me import MessageListView, MessageReadView
 
 router = SimpleRouter()
 router.register("mailings", MailingViewSet, basename="mailing")
+router.register("trigger-mailings", TriggerMailingViewSet, basename="trigger-mailing")
 
 urlpatterns = [
     # The member's inbox (the app): acts for the signed-in member only.

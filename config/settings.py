@@ -206,6 +206,7 @@ SPECTACULAR_SETTINGS = {
         "VoucherKindEnum": "loyalty.integration.models.Voucher.Kind",
         "MessageStatusEnum": "communications.models.Message.Status",
         "MailingStateEnum": "communications.models.Mailing.State",
+        "MailingKindEnum": "communications.models.Mailing.Kind",
         "FeedbackThreadStatusEnum": "members.models.FeedbackThread.Status",
     },
 }
@@ -276,6 +277,14 @@ CELERY_BEAT_SCHEDULE = {
     "relay-webhooks": {"task": "loyalty.webhooks.tasks.webhooks_relay",
                        "schedule": timedelta(seconds=env.float("ENGAGE_WEBHOOK_RELAY_TICK",
                                                                default=2.0))},
+    # Trigger mailings (communications/services/triggers.py): events the ingest's nudge did
+    # not bring in yet, and the date rules' occasions of each member's local day.
+    "read-trigger-events": {"task": "communications.tasks.read_trigger_events",
+                            "schedule": timedelta(seconds=env.float("ENGAGE_TRIGGER_READ_TICK",
+                                                                    default=2.0))},
+    "run-date-triggers": {"task": "communications.tasks.run_date_triggers",
+                          "schedule": timedelta(seconds=env.float("ENGAGE_DATE_TRIGGER_TICK",
+                                                                  default=3600.0))},
     # Each active gateway's provider is probed (connect, log in, let go) and the outcome shown
     # in the gateway list, so a changed password or a dead relay shows before a mailing fails.
     "check-gateways-health": {
@@ -354,6 +363,19 @@ ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS = env.float("ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS
 # After a secret is rotated, the previous one still signs deliveries for this long.
 ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS = env.float("ENGAGE_WEBHOOK_PREVIOUS_SECRET_HOURS",
                                                  default=24.0)
+# How many calls one worker process has in flight at once while it sends a claimed batch.
+ENGAGE_WEBHOOK_IN_FLIGHT = env.int("ENGAGE_WEBHOOK_IN_FLIGHT", default=64)
+if ENGAGE_WEBHOOK_IN_FLIGHT < 1:
+    raise ImproperlyConfigured("ENGAGE_WEBHOOK_IN_FLIGHT must be at least 1")
+# The platforms' endpoints of the webhook connectors (loyalty/webhooks/connectors/); changed
+# for an EU Segment workspace, and for the loopback peers of tests. Mailchimp's is a template
+# of the account's data center, the suffix of its API key.
+ENGAGE_KLAVIYO_URL = env.str("ENGAGE_KLAVIYO_URL", default="https://a.klaviyo.com/api/events")
+ENGAGE_MAILCHIMP_URL = env.str("ENGAGE_MAILCHIMP_URL",
+                               default="https://{dc}.api.mailchimp.com/3.0")
+if "{dc}" not in ENGAGE_MAILCHIMP_URL:
+    raise ImproperlyConfigured("ENGAGE_MAILCHIMP_URL must hold {dc}, the data center")
+ENGAGE_SEGMENT_URL = env.str("ENGAGE_SEGMENT_URL", default="https://api.segment.io/v1/track")
 # How long an audience count may run before the preview shows PostgreSQL's estimate instead.
 ENGAGE_SEGMENT_COUNT_TIMEOUT = env.float("ENGAGE_SEGMENT_COUNT_TIMEOUT", default=5.0)
 # Large counts run in this many parts at once (one connection each), from this many member ids.

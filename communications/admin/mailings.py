@@ -112,7 +112,8 @@ class MailingAdmin(admin.ModelAdmin):
     report_refresh_seconds = 5
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Mailing]:
-        return mailings_with_counts()
+        # Trigger mailings have their own screen (admin/triggers.py).
+        return mailings_with_counts().filter(kind=Mailing.Kind.REGULAR)
 
     def get_fieldsets(self, request: HttpRequest, obj: Mailing | None = None) -> list[Any]:
         main = (None, {"fields": [name for name in MAILING_FIELDS if name not in AUDIENCE_FIELDS

@@ -461,8 +461,8 @@ def mailing_complete_if_done(*, mailing_id: int) -> bool:
     mailing = Mailing.objects.filter(pk=mailing_id, cascade_after__isnull=False).first()
     if mailing is not None and cascade_pending(mailing=mailing, now=timezone.now()):
         return False
+    # A trigger mailing stays sending for the events still to come until it is cancelled.
     return bool(
-        Mailing.objects.filter(pk=mailing_id, state=State.SENDING).update(
-            state=State.COMPLETED, completed_at=timezone.now()
-        )
+        Mailing.objects.filter(pk=mailing_id, state=State.SENDING, kind=Mailing.Kind.REGULAR)
+        .update(state=State.COMPLETED, completed_at=timezone.now())
     )

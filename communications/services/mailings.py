@@ -66,6 +66,17 @@ State = Mailing.State
 def mailing_schedulable_errors(*, mailing: Mailing) -> dict[str, str]:
     """What keeps a mailing from being scheduled, keyed by the field to fix."""
     errors = mailing_audience_errors(mailing=mailing)
+    if mailing.kind == Mailing.Kind.TRIGGER:
+        errors["kind"] = "a trigger mailing is activated, not scheduled"
+    return mailing_content_errors(mailing=mailing, errors=errors)
+
+
+def mailing_content_errors(*, mailing: Mailing,
+                           errors: dict[str, str] | None = None) -> dict[str, str]:
+    """What keeps a mailing's content (template, gateway, cascade) from being sent, keyed by
+    the field to fix, added to the `errors` found before; the checks that compare fields run
+    only while there are none."""
+    errors = dict(errors or {})
     if mailing.template_id is None:
         errors["template"] = "a mailing needs a template"
     if mailing.gateway_id is None:

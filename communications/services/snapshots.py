@@ -181,13 +181,46 @@ def audience_snapshot(*, mailing: Mailing, members: tuple[int, int],
     on the mailing's first channel, or on `channel` through `gateway` (a cascade step) for the
     members `among` (a query of member ids, already of the audience)."""
     channel = channel or mailing.template.channel
-    gateway = gateway or mailing.gateway
-    address_field = snapshot_address_field(channel)
-    now = timezone.now()
     # A cascade step's members were taken from the audience by the first step; the target
     # group is not evaluated again for them.
     audience = (mailing_audience(mailing=mailing) if among is None
                 else Member.objects.filter(pk__in=among))
+    select_sql, params = recipients_select(mailing=mailing, audience=audience, members=members,
+                                           channel=channel, gateway=gateway or mailing.gateway)
+    now = timezone.now()
+    qn = connection.ops.quote_name
+    columns = recipient_columns()
+    outer_params = [mailing.pk, channel, Status.QUEUED, Status.SKIPPED, now, now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(Message._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+            f"SELECT {', '.join(columns.values())} FROM ({select_sql}) snap",
+            outer_params + list(params),
+        )
+        return cursor.rowcount
+
+
+def recipient_columns() -> dict[str, str]:
+    """The message columns an INSERT … SELECT from `recipients_select` (aliased `snap`)
+    writes, with their SQL; the placeholders take the mailing id, the channel, the queued and
+    skipped statuses and the creation time twice, in that order. The skip reason is computed
+    once in the inner select and the status derived from it outside, so the consent and
+    suppression lookups run once per member, not twice."""
+    return {
+        "mailing_id": "%s", "member_id": "snap.pk", "channel": "%s",
+        "address": "snap._snap_address",
+        "status": "CASE WHEN snap._snap_reason = '' THEN %s ELSE %s END",
+        "skip_reason": "snap._snap_reason", "attempts": "0", "provider_id": "''",
+        "error_code": "''", "error": "''", "created_at": "%s", "updated_at": "%s",
+    }
+
+
+def recipients_select(*, mailing: Mailing, audience: QuerySet, members: tuple[int, int],
+                      channel: str, gateway: Gateway) -> tuple[str, list]:
+    """SQL selecting, for the `audience` members whose ids are in the range `members`, their
+    id (`pk`), their address on `channel` (`_snap_address`) and why they must not get the
+    mailing (`_snap_reason`, '' = send)."""
+    address_field = snapshot_address_field(channel)
     select = (
         audience
         .filter(pk__range=members)
@@ -200,24 +233,5 @@ def audience_snapshot(*, mailing: Mailing, members: tuple[int, int],
                                             address_field=address_field))
         .values("pk", "_snap_address", "_snap_reason")
     )
-    select_sql, params = select.query.sql_with_params()
-    qn = connection.ops.quote_name
-    table = qn(Message._meta.db_table)
-    # The skip reason is computed once in the inner select and the status derived from it
-    # outside, so the consent and suppression lookups run once per member, not twice.
-    columns = {
-        "mailing_id": "%s", "member_id": "snap.pk", "channel": "%s",
-        "address": "snap._snap_address",
-        "status": "CASE WHEN snap._snap_reason = '' THEN %s ELSE %s END",
-        "skip_reason": "snap._snap_reason", "attempts": "0", "provider_id": "''",
-        "error_code": "''", "error": "''", "created_at": "%s", "updated_at": "%s",
-    }
-    outer_params = [mailing.pk, channel, Status.QUEUED, Status.SKIPPED, now, now]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
-            f"SELECT {', '.join(columns.values())} FROM ({select_sql}) snap",
-            outer_params + list(params),
-        )
-        return cursor.rowcount
-
+    sql, params = select.query.sql_with_params()
+    return sql, list(params)

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from loyalty.event_log import event_readers_nudge_after_commit
 from loyalty.integration.models import CustomEventType
 from loyalty.models import Event
 from loyalty.webhooks.relay import events_relay_nudge
@@ -52,8 +53,10 @@ class EventsRefused(Exception):
 
 
 def events_relay_after_commit() -> None:
-    """Wake the webhook relay once the events' transaction commits."""
+    """Wake the webhook relay, and the other readers of the log, once the events'
+    transaction commits."""
     transaction.on_commit(events_relay_nudge)
+    event_readers_nudge_after_commit()
 
 
 def events_append(events: Sequence[Event]) -> list[Event]:

@@ -5,12 +5,9 @@ so the relay sees it only once that change committed, and never one that rolled 
 takes, per active subscription, the events recorded after the subscription's position in one
 `INSERT … SELECT … ON CONFLICT DO NOTHING`, then moves the position.
 
-The position must never pass an event that is still to commit. `recorded_at` is stamped in the
-writing transaction, so an uncommitted event is never older than the oldest transaction now
-open (pg_stat_activity, which shows the start of other sessions' transactions to the same
-database role or a superuser: Engage's processes share one role); the position moves to that
-time (or now) less a second for clock skew between the stamping process and the database.
-Events seen twice on the way are absorbed by the unique (subscription, event) constraint.
+The position never passes an event that is still to commit: it moves to
+`loyalty.event_log.event_log_horizon()` (see there). Events seen twice on the way are absorbed
+by the unique (subscription, event) constraint.
 
 After commit, the ingest calls `events_relay_nudge()` so deliveries start at once; the beat
 schedule runs the same pass every ENGAGE_WEBHOOK_RELAY_TICK seconds, so a lost nudge delays an
@@ -20,16 +17,14 @@ event by a tick and loses nothing.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from loyalty.event_log import event_log_horizon
 from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
 
 logger = logging.getLogger(__name__)
-
-CLOCK_MARGIN = timedelta(seconds=1)
 
 
 def events_relay_nudge() -> None:
@@ -43,20 +38,6 @@ def events_relay_nudge() -> None:
     except Exception:  # noqa: BLE001
         logger.warning("webhook relay nudge not sent; the scheduled relay will pick it up",
                        exc_info=True)
-
-
-def _relay_horizon() -> datetime:
-    """The latest time no uncommitted event can be stamped at or before."""
-    if connection.vendor != "postgresql":
-        # SQLite (the embedded default) has one writer at a time.
-        return timezone.now() - CLOCK_MARGIN
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT LEAST(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND xact_start IS NOT NULL))")
-        (horizon,) = cursor.fetchone()
-    return horizon - CLOCK_MARGIN
 
 
 def _subscription_relay(subscription: WebhookSubscription) -> int:
@@ -83,7 +64,7 @@ def _subscription_relay(subscription: WebhookSubscription) -> int:
 def webhooks_relay_pass() -> int:
     """One pass of the relay over every active subscription; the deliveries it created."""
     created = 0
-    horizon = _relay_horizon()
+    horizon = event_log_horizon()
     ids = list(WebhookSubscription.objects.filter(active=True).values_list("pk", flat=True))
     for pk in ids:
         with transaction.atomic():
