@@ -10,7 +10,7 @@ TEST_ENV := DEBUG=1 \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
 # Benchmarks run as production does: DEBUG off (with it on, Django keeps every query's SQL).
 # The secrets key is fixed (bench gateways are kept from one run to the next) and bench-only.
-BENCH_ENV := DEBUG=0 ENGAGE_PUSH_ALLOW_LOOPBACK=1 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))') \
+BENCH_ENV := DEBUG=0 ENGAGE_PUSH_ALLOW_LOOPBACK=1 ENGAGE_WEBHOOK_ALLOW_PRIVATE=1 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	ENGAGE_SECRETS_KEY=$${BENCH_SECRETS_KEY:-xRk_mN83I_HWgU0AaFPSCqw5LpBdncfMupQVOfgI7Ks=} \
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage_bench} \
 	CELERY_BROKER_URL=$${BENCH_BROKER_URL:-redis://127.0.0.1:6379/14}

@@ -51,6 +51,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("api_member_home_p95", "ms", 25, True, "bench.member_api.api_member_home_p95"),
     Scenario("receipts_ingest", "events/s", 5000, True, "bench.receipts.receipts_ingest"),
     Scenario("events_ingest", "events/s", 3000, True, "bench.events.events_ingest"),
+    Scenario("webhook_delivery", "deliveries/s", 1000, True,
+             "bench.webhook_delivery.webhook_delivery"),
     Scenario("rate_limit_error", "%", 2, False, "bench.ratelimit.rate_limit_error"),
     Scenario("worker_rss_growth", "MB", 50, True, "bench.dispatch.worker_rss_growth"),
 ]}

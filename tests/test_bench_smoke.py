@@ -190,3 +190,32 @@ def test_receipts_ingest_applies_every_posted_receipt_and_reports_ack_latency(
     assert measured.value > 0
     assert measured.extra["calls"] == 3
     assert 0 < measured.extra["ack_p50_ms"] <= measured.extra["ack_p99_ms"]
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
+def test_webhook_delivery_delivers_every_event_through_workers_and_measures_latency(
+        bench_environment):
+    from bench.options import Options
+    from bench.webhook_delivery import webhook_delivery
+    from loyalty.models import Event
+    from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
+    from tests.members.factories import MemberFactory
+
+    MemberFactory.create_batch(5)
+
+    measured = webhook_delivery(Options(messages=40, runs=1))
+
+    # every delivery succeeded and was verified by the receiver (the scenario raises otherwise)
+    assert measured.n == 40
+    assert measured.value > 0
+    assert 0 < measured.extra["accepted_to_received_p50_ms"] <= measured.extra[
+        "accepted_to_received_p95_ms"]
+    assert measured.extra["receiver_ceiling"] > 0
+    line = json.loads(result_line(scenario="webhook_delivery", unit="deliveries/s",
+                                  target=1000, measured=measured))
+    assert list(line)[:6] == FIXED_KEYS
+    # and the run leaves nothing behind
+    assert not WebhookSubscription.objects.exists()
+    assert not WebhookDelivery.objects.exists()
+    assert not Event.objects.filter(payload__bench="webhook_delivery").exists()

@@ -2,11 +2,14 @@
 
 The secret is in the answer to a create and to `rotate-secret` only; it cannot be read again.
 A URL that resolves to a private address is a 400 on `url` (unless
-ENGAGE_WEBHOOK_ALLOW_PRIVATE).
+ENGAGE_WEBHOOK_ALLOW_PRIVATE). A platform connector's `credentials` are write-only: checked by
+the connector (a wrong one is a 400 under `credentials`, keyed by the credential), stored
+sealed, never answered; on an update, the credentials not given stay as they are.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -22,6 +25,7 @@ from loyalty.webhooks.relay import events_relay_nudge
 from loyalty.webhooks.services import (
     deliveries_replay,
     subscription_create,
+    subscription_credentials_clean,
     subscription_secret_rotate,
     subscription_update,
 )
@@ -30,13 +34,33 @@ from loyalty.webhooks.services import (
 class SubscriptionSerializer(serializers.ModelSerializer):
     event_types = serializers.ListField(child=serializers.CharField(max_length=64),
                                         required=False, allow_empty=True)
+    credentials = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), write_only=True, required=False,
+        help_text="The connector's credentials: klaviyo {api_key}, mailchimp {api_key, "
+                  "list_id}, segment {write_key}; never answered.")
 
     class Meta:
         model = WebhookSubscription
-        fields = ["id", "url", "description", "event_types", "active", "ordered",
-                  "owner_email", "created_at", "failing_since", "disabled_at",
+        fields = ["id", "connector", "url", "description", "event_types", "active", "ordered",
+                  "owner_email", "credentials", "created_at", "failing_since", "disabled_at",
                   "disabled_reason"]
         read_only_fields = ["created_at", "failing_since", "disabled_at", "disabled_reason"]
+
+    def validate(self, attrs: dict) -> dict:
+        instance = self.instance
+        connector = attrs.get("connector", instance.connector if instance else
+                              WebhookSubscription.Connector.STANDARD)
+        given = attrs.get("credentials")
+        if given is None and instance is not None and connector == instance.connector:
+            return attrs
+        kept = (instance.credentials()
+                if instance is not None and connector == instance.connector else {})
+        try:
+            attrs["credentials"] = subscription_credentials_clean(
+                connector=connector, raw={**kept, **(given or {})})
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"credentials": exc.message_dict}) from exc
+        return attrs
 
     def validate_event_types(self, value: list[str]) -> list[str]:
         known = set(Event.Type.values)

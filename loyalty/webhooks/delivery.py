@@ -1,76 +1,67 @@
-"""Sending deliveries, the Standard Webhooks way (https://www.standardwebhooks.com/).
+"""Sending deliveries: a worker claims a batch of due ones, its connector turns each into a
+request (loyalty/webhooks/connectors/: Standard Webhooks signing, Klaviyo, Mailchimp, Segment),
+the batch goes out concurrently (loyalty/webhooks/transport.py), and the outcomes are written
+back in a few set-based statements.
 
-Each delivery is a POST of `{"type", "timestamp", "data": {"id", "member", "occurred_at",
-"payload", "version"}}` with the headers `webhook-id` (the event id, the same on every retry so
-the receiver can drop duplicates), `webhook-timestamp` (Unix seconds) and `webhook-signature`:
-`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` under the subscription's secret; while a
-rotated-out secret is still valid, its signature follows, space-separated.
-
-How an answer is classified:
+How an answer is classified, whatever the connector:
 - 2xx: delivered.
 - 410 Gone: failed, and the subscription is disabled at once (the receiver said it is gone).
-- other 4xx except 408 and 429, and 3xx: failed without retry (the request itself is wrong;
-  redirects are not followed, since they could point inside the network).
+- other 4xx except 408 and 429, and 3xx: failed without retry (the request itself is wrong, or
+  its credentials are; redirects are not followed, since they could point inside the network).
+- an event the connector cannot express (Mailchimp without the member's email): failed without
+  a call and without retry, the reason logged as the attempt's error.
 - 408, 429, 5xx, a timeout, a connection error, a URL that now resolves to a private address
-  (DNS rebinding; checked before every call): retried after RETRY_DELAYS, with ±10 % jitter;
-  after the last delay the delivery is given up.
+  (DNS rebinding; checked before every batch's calls, once per host): retried after
+  RETRY_DELAYS, with ±10 % jitter; after the last delay the delivery is given up.
 A subscription whose attempts have all failed for ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS is disabled
 and its owner_email told.
 
 Workers share deliveries by claiming due ones with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
-(`claimed_until`); a worker killed mid-call leaves its claims to be taken again after the lease.
-For an `ordered` subscription a delivery is claimable only when no earlier delivery of the same
-member is still pending.
+(`claimed_until`) long enough for the batch's calls to time out, ENGAGE_WEBHOOK_IN_FLIGHT at a
+time; a worker killed mid-batch leaves its claims to be taken again after the lease. For an
+`ordered` subscription a delivery is claimable only when no earlier delivery of the same member
+is still pending, so a batch holds at most one of a member's deliveries to it and sending the
+batch concurrently keeps the member's order.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import random
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook
 
+from loyalty.webhooks.connectors import connector_get
+from loyalty.webhooks.connectors.base import (
+    EventNotSendable,
+    MemberIdentity,
+    OutgoingEvent,
+    OutgoingRequest,
+    Target,
+)
+from loyalty.webhooks.connectors.standard import signature_header  # noqa: F401  (re-exported)
 from loyalty.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from loyalty.webhooks.ssrf import UnsafeUrl, url_check_public
+from loyalty.webhooks.ssrf import UnsafeUrl, UrlChecks
+from loyalty.webhooks.transport import requests_send
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS = (timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30),
                 timedelta(hours=2), timedelta(hours=5), timedelta(hours=10), timedelta(hours=10))
 RETRYABLE_4XX = frozenset({408, 429})
-EXCERPT_CHARS = 1024
-# Small: a claim's lease grows with its size (each call may take the whole timeout).
-CLAIM_BATCH = 10
-
-
-def signature_header(secrets: list[str], msg_id: str, timestamp: datetime, body: bytes) -> str:
-    return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
-
-
-def delivery_body(delivery: WebhookDelivery, *, now: datetime) -> bytes:
-    event = delivery.event
-    member = event.member
-    return json.dumps({
-        "type": event.type,
-        "timestamp": now.isoformat(),
-        "data": {
-            "id": str(event.id),
-            "member": member.external_id if member is not None else None,
-            "occurred_at": event.occurred_at.isoformat(),
-            "payload": event.payload,
-            "version": event.version,
-        },
-    }, separators=(",", ":"), default=str).encode()
+# Four rounds of ENGAGE_WEBHOOK_IN_FLIGHT calls at the default 64: large enough that claiming
+# and recording cost little per delivery, small enough that the lease (four timeouts plus the
+# margin) stays short when a worker dies.
+CLAIM_BATCH = 256
 
 
 def retry_delay(attempts: int) -> timedelta | None:
@@ -86,6 +77,8 @@ class Outcome:
     duration_ms: int
     excerpt: str = ""
     error: str = ""
+    # Failed before any call, for a reason a retry cannot change.
+    permanent: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -94,41 +87,17 @@ class Outcome:
     @property
     def retryable(self) -> bool:
         code = self.status_code
-        return code is None or code >= 500 or code in RETRYABLE_4XX
+        return not self.permanent and (code is None or code >= 500 or code in RETRYABLE_4XX)
 
 
-def _post(client: httpx.Client, delivery: WebhookDelivery, *, now: datetime) -> Outcome:
-    subscription = delivery.subscription
-    body = delivery_body(delivery, now=now)
-    msg_id = str(delivery.event_id)
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "Engage-Webhooks/1",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature_header(subscription.signing_secrets(now=now), msg_id,
-                                              now, body),
-    }
-    started = time.monotonic()
-    try:
-        url_check_public(subscription.url)
-        # Streamed so that a receiver answering a huge body costs us only the excerpt.
-        with client.stream("POST", subscription.url, content=body, headers=headers) as response:
-            head = b""
-            for chunk in response.iter_bytes():
-                head += chunk
-                if len(head) >= EXCERPT_CHARS:
-                    break
-        excerpt = head.decode(response.encoding or "utf-8", errors="replace")[:EXCERPT_CHARS]
-    except UnsafeUrl as exc:
-        return Outcome(None, 0, error=f"refused: {exc}"[:300])
-    except httpx.TimeoutException:
-        return Outcome(None, int((time.monotonic() - started) * 1000),
-                       error=f"timeout after {settings.ENGAGE_WEBHOOK_TIMEOUT:g}s")
-    except httpx.HTTPError as exc:
-        return Outcome(None, int((time.monotonic() - started) * 1000),
-                       error=f"{type(exc).__name__}: {exc}"[:300])
-    return Outcome(response.status_code, int((time.monotonic() - started) * 1000), excerpt)
+@dataclass
+class _Attempt:
+    delivery_id: int
+    subscription_id: int
+    attempts: int  # before this one
+    attempted_at: datetime
+    request: OutgoingRequest | None = None
+    outcome: Outcome | None = None
 
 
 def deliveries_claim(*, limit: int = CLAIM_BATCH) -> list[int]:
@@ -137,27 +106,33 @@ def deliveries_claim(*, limit: int = CLAIM_BATCH) -> list[int]:
     earlier_pending = WebhookDelivery.objects.filter(
         subscription=OuterRef("subscription"), member_id=OuterRef("member_id"),
         id__lt=OuterRef("id"), status=WebhookDelivery.Status.PENDING)
+    # The active subscriptions as lists of ids rather than a join: without a join the claim
+    # can read its batch in the due index's order instead of sorting a whole backlog.
+    active = list(WebhookSubscription.objects.filter(active=True).values_list("pk", "ordered"))
+    ordered = [pk for pk, is_ordered in active if is_ordered]
+    unordered = [pk for pk, is_ordered in active if not is_ordered]
     with transaction.atomic():
         ids = list(
             WebhookDelivery.objects
-            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now,
-                    subscription__active=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .filter(Q(subscription__ordered=False) | Q(member_id__isnull=True)
-                    | ~Exists(earlier_pending))
+            .filter(Q(subscription_id__in=unordered)
+                    | Q(subscription_id__in=ordered)
+                    & (Q(member_id__isnull=True) | ~Exists(earlier_pending)))
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True, of=("self",))
             .values_list("id", flat=True)[:limit])
-        # Long enough for every claimed call to time out, so a slow receiver never has a live
-        # worker's claims taken over; a dead worker's wait that long plus the margin.
-        lease = timedelta(seconds=settings.ENGAGE_WEBHOOK_TIMEOUT * len(ids)
+        # Long enough for every round of calls to time out, so a slow receiver never has a
+        # live worker's claims taken over; a dead worker's wait that long plus the margin.
+        rounds = math.ceil(len(ids) / settings.ENGAGE_WEBHOOK_IN_FLIGHT)
+        lease = timedelta(seconds=settings.ENGAGE_WEBHOOK_TIMEOUT * rounds
                           + settings.ENGAGE_WEBHOOK_LEASE_MARGIN)
         WebhookDelivery.objects.filter(id__in=ids).update(claimed_until=now + lease)
     return ids
 
 
 def _subscription_fail(subscription_id: int, *, now: datetime, reason: str | None) -> None:
-    """Count a failed attempt against the subscription; disable it for `reason` (410), or when
+    """Count failed attempts against the subscription; disable it for `reason` (410), or when
     it has failed for too long, telling its owner."""
     subscription = WebhookSubscription.objects.select_for_update().get(pk=subscription_id)
     if subscription.failing_since is None:
@@ -177,10 +152,11 @@ def _subscription_fail(subscription_id: int, *, now: datetime, reason: str | Non
 
 
 def _owner_tell(subscription: WebhookSubscription) -> None:
+    where = subscription.url or subscription.get_connector_display()
     try:
         send_mail(
-            subject=f"Webhook disabled: {subscription.url}",
-            message=(f"Engage stopped sending events to {subscription.url} "
+            subject=f"Webhook disabled: {where}",
+            message=(f"Engage stopped sending events to {where} "
                      f"(subscription {subscription.pk}): {subscription.disabled_reason}.\n\n"
                      "Fix the endpoint, then switch the subscription back on; deliveries that "
                      "failed meanwhile can be replayed."),
@@ -190,54 +166,113 @@ def _owner_tell(subscription: WebhookSubscription) -> None:
                          subscription.owner_email, subscription.pk)
 
 
-def _record(delivery: WebhookDelivery, outcome: Outcome, *, now: datetime) -> None:
-    with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery, attempted_at=now, status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms, response_excerpt=outcome.excerpt,
-            error=outcome.error)
-        delivery.attempts += 1
-        delivery.last_status_code = outcome.status_code
-        delivery.last_error = outcome.error
-        delivery.claimed_until = None
+def _outcomes_record(attempts: list[_Attempt], *, now: datetime) -> None:
+    """Every attempt of the batch logged, and its delivery and subscription moved on, in a few
+    statements whatever the batch's size: one insert of the attempts, one update per success
+    status code, one bulk update of the failures, and one statement per subscription."""
+    succeeded: dict[int, list[int]] = defaultdict(list)
+    failures: list[WebhookDelivery] = []
+    healthy: set[int] = set()
+    failing: dict[int, str | None] = {}
+    for attempt in attempts:
+        outcome = attempt.outcome
+        assert outcome is not None
         if outcome.succeeded:
-            delivery.status = WebhookDelivery.Status.SUCCEEDED
-            delivery.completed_at = now
-            WebhookSubscription.objects.filter(pk=delivery.subscription_id,
-                                               failing_since__isnull=False).update(
-                failing_since=None)
-        else:
-            delay = retry_delay(delivery.attempts) if outcome.retryable else None
-            if delay is None:
-                delivery.status = WebhookDelivery.Status.FAILED
-                delivery.completed_at = now
-            else:
-                delivery.next_attempt_at = now + delay
-            _subscription_fail(delivery.subscription_id, now=now,
-                               reason="the receiver answered 410 Gone"
-                               if outcome.status_code == 410 else None)
-        delivery.save(update_fields=["attempts", "last_status_code", "last_error",
-                                     "claimed_until", "status", "completed_at",
-                                     "next_attempt_at"])
+            succeeded[outcome.status_code].append(attempt.delivery_id)
+            healthy.add(attempt.subscription_id)
+            continue
+        count = attempt.attempts + 1
+        delay = retry_delay(count) if outcome.retryable else None
+        failures.append(WebhookDelivery(
+            pk=attempt.delivery_id, attempts=count, last_status_code=outcome.status_code,
+            last_error=outcome.error, claimed_until=None,
+            status=WebhookDelivery.Status.PENDING if delay else WebhookDelivery.Status.FAILED,
+            completed_at=None if delay else now,
+            next_attempt_at=now + delay if delay else attempt.attempted_at))
+        gone = "the receiver answered 410 Gone" if outcome.status_code == 410 else None
+        failing[attempt.subscription_id] = failing.get(attempt.subscription_id) or gone
+    with transaction.atomic():
+        WebhookAttempt.objects.bulk_create([WebhookAttempt(
+            delivery_id=a.delivery_id, attempted_at=a.attempted_at,
+            status_code=a.outcome.status_code, duration_ms=a.outcome.duration_ms,
+            response_excerpt=a.outcome.excerpt, error=a.outcome.error)
+            for a in attempts if a.outcome is not None], batch_size=1000)
+        for code, ids in succeeded.items():
+            WebhookDelivery.objects.filter(id__in=ids).update(
+                attempts=F("attempts") + 1, last_status_code=code, last_error="",
+                claimed_until=None, status=WebhookDelivery.Status.SUCCEEDED, completed_at=now)
+        WebhookDelivery.objects.bulk_update(failures, [
+            "attempts", "last_status_code", "last_error", "claimed_until", "status",
+            "completed_at", "next_attempt_at"], batch_size=500)
+        if healthy:
+            WebhookSubscription.objects.filter(pk__in=healthy, failing_since__isnull=False
+                                               ).update(failing_since=None)
+        for subscription_id, reason in sorted(failing.items()):
+            # A success in the same batch ends the failing streak; a 410 disables anyway.
+            if subscription_id not in healthy or reason is not None:
+                _subscription_fail(subscription_id, now=now, reason=reason)
+
+
+def _targets(subscriptions: dict[int, WebhookSubscription], *, now: datetime
+             ) -> dict[int, Target]:
+    return {pk: Target(url=s.url, credentials=s.credentials(),
+                       secrets=s.signing_secrets(now=now) if s.connector == "standard" else [])
+            for pk, s in subscriptions.items()}
+
+
+def _attempts_prepare(ids: list[int]) -> list[_Attempt]:
+    """The claimed deliveries that still go out, each with its request built (or the reason
+    it cannot be); claims of subscriptions disabled meanwhile are let go. The events and their
+    members' identities come in one query, the subscriptions in another."""
+    rows = list(WebhookDelivery.objects.filter(id__in=ids).order_by("id").values_list(
+        "id", "subscription_id", "attempts", "event_id", "event__type", "event__occurred_at",
+        "event__payload", "event__version", "event__member_id", "event__member__external_id",
+        "event__member__email", "event__member__phone"))
+    subscriptions = WebhookSubscription.objects.in_bulk({row[1] for row in rows})
+    inactive = [row[0] for row in rows if not subscriptions[row[1]].active]
+    if inactive:
+        # Disabled since the claim (a 410, too long failing, switched off).
+        WebhookDelivery.objects.filter(id__in=inactive).update(claimed_until=None)
+    active = {pk: s for pk, s in subscriptions.items() if s.active}
+    now = timezone.now()
+    targets = _targets(active, now=now)
+    checks = UrlChecks()
+    prepared: list[_Attempt] = []
+    for (pk, subscription_id, attempts, event_id, type_, occurred_at, payload, version,
+         member_id, external_id, email, phone) in rows:
+        if subscription_id not in active:
+            continue
+        attempt = _Attempt(pk, subscription_id, attempts, now)
+        event = OutgoingEvent(
+            id=str(event_id), type=type_, occurred_at=occurred_at, payload=payload,
+            version=version, member=None if member_id is None else MemberIdentity(
+                external_id=external_id, email=email or "", phone=phone or ""))
+        connector = connector_get(active[subscription_id].connector)
+        try:
+            attempt.request = connector.request_build(event, target=targets[subscription_id],
+                                                      now=now)
+            checks.check(attempt.request.url)
+        except EventNotSendable as exc:
+            attempt.request = None
+            attempt.outcome = Outcome(None, 0, error=f"not sent: {exc}"[:300], permanent=True)
+        except UnsafeUrl as exc:
+            attempt.request = None
+            attempt.outcome = Outcome(None, 0, error=f"refused: {exc}"[:300])
+        prepared.append(attempt)
+    return prepared
 
 
 def deliveries_send(ids: list[int]) -> int:
-    """Make one attempt for each claimed delivery; how many succeeded."""
-    deliveries = (WebhookDelivery.objects.filter(id__in=ids)
-                  .select_related("subscription", "event__member").order_by("id"))
-    succeeded = 0
-    timeout = settings.ENGAGE_WEBHOOK_TIMEOUT
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        for delivery in deliveries:
-            if not delivery.subscription.active:
-                # Disabled by an earlier delivery of this batch (410, too long failing).
-                WebhookDelivery.objects.filter(pk=delivery.pk).update(claimed_until=None)
-                continue
-            now = timezone.now()
-            outcome = _post(client, delivery, now=now)
-            _record(delivery, outcome, now=now)
-            succeeded += outcome.succeeded
-    return succeeded
+    """Make one attempt for each claimed delivery, concurrently; how many succeeded."""
+    attempts = _attempts_prepare(ids)
+    calls = [a for a in attempts if a.request is not None]
+    answers = requests_send([a.request for a in calls], timeout=settings.ENGAGE_WEBHOOK_TIMEOUT,
+                            in_flight=settings.ENGAGE_WEBHOOK_IN_FLIGHT)
+    for attempt, answer in zip(calls, answers, strict=True):
+        attempt.outcome = Outcome(answer.status_code, answer.duration_ms, answer.excerpt,
+                                  answer.error)
+    _outcomes_record(attempts, now=timezone.now())
+    return sum(1 for a in attempts if a.outcome is not None and a.outcome.succeeded)
 
 
 def deliveries_send_due(*, max_seconds: float = 30.0) -> int:

@@ -1,13 +1,21 @@
 """Outgoing webhooks: a subscription says where events go, a delivery is one event owed to one
 subscription, and an attempt is one HTTP call made for a delivery (the log a support person
-reads). Imported by loyalty.models, so these are the loyalty app's models."""
+reads). Imported by loyalty.models, so these are the loyalty app's models.
+
+A subscription's `connector` says how an event is put on the wire: `standard` POSTs it signed
+to the subscription's URL; the others map it onto a marketing platform's own API (Klaviyo,
+Mailchimp, Segment) with the credentials sealed in `credentials_encrypted`
+(loyalty/webhooks/connectors/)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from config.fernet import engage_fernet
@@ -29,10 +37,27 @@ def secret_open(token: str) -> str:
     return engage_fernet().decrypt(token.encode("ascii")).decode() if token else ""
 
 
+def credentials_seal(credentials: dict[str, str]) -> str:
+    return secret_seal(json.dumps(credentials, sort_keys=True)) if credentials else ""
+
+
+def credentials_open(token: str) -> dict[str, Any]:
+    return json.loads(secret_open(token)) if token else {}
+
+
 class WebhookSubscription(models.Model):
-    url = models.URLField(max_length=2000, validators=[validate_public_url],
-                          help_text="Where events are POSTed; it must resolve to a public "
-                                    "address.")
+    class Connector(models.TextChoices):
+        STANDARD = "standard", "Standard Webhooks (signed POST to the URL)"
+        KLAVIYO = "klaviyo", "Klaviyo (Events API)"
+        MAILCHIMP = "mailchimp", "Mailchimp (member events)"
+        SEGMENT = "segment", "Twilio Segment (track)"
+
+    connector = models.CharField(max_length=20, choices=Connector.choices,
+                                 default=Connector.STANDARD)
+    url = models.URLField(max_length=2000, blank=True, validators=[validate_public_url],
+                          help_text="Where events are POSTed (standard webhooks); it must "
+                                    "resolve to a public address. A platform connector calls "
+                                    "the platform's own endpoint instead.")
     description = models.CharField(max_length=200, blank=True)
     event_types = models.JSONField(default=list, blank=True,
                                    help_text="The event types sent; empty: every type.")
@@ -40,6 +65,9 @@ class WebhookSubscription(models.Model):
     secret_encrypted = models.TextField(editable=False)
     previous_secret_encrypted = models.TextField(blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A connector's credentials (API key, audience id...): a JSON object, sealed like the
+    # secret, and never shown again in full.
+    credentials_encrypted = models.TextField(blank=True, editable=False)
     active = models.BooleanField(default=True)
     ordered = models.BooleanField(
         default=False, help_text="A member's next event waits until the previous one was "
@@ -60,7 +88,18 @@ class WebhookSubscription(models.Model):
         ordering = ["-id"]
 
     def __str__(self) -> str:
-        return self.description or self.url
+        return self.description or self.url or self.get_connector_display()
+
+    def clean(self) -> None:
+        if self.connector == self.Connector.STANDARD and not self.url:
+            raise ValidationError({"url": "A standard webhook needs the URL to POST to."})
+        if self.connector != self.Connector.STANDARD and self.url:
+            raise ValidationError({"url": f"The {self.get_connector_display()} connector "
+                                          "calls the platform's own endpoint; leave the URL "
+                                          "empty."})
+
+    def credentials(self) -> dict[str, Any]:
+        return credentials_open(self.credentials_encrypted)
 
     def signing_secrets(self, *, now) -> list[str]:
         """The secrets every delivery is signed with now: the current one, and the previous
@@ -101,7 +140,9 @@ class WebhookDelivery(models.Model):
                                     name="webhookdelivery_once_per_event"),
         ]
         indexes = [
-            models.Index(fields=["next_attempt_at"], name="webhookdelivery_due_idx",
+            # In the claim's order, so a claim reads its batch off the index instead of
+            # sorting every due delivery (a backlog's share one next_attempt_at).
+            models.Index(fields=["next_attempt_at", "id"], name="webhookdelivery_due_idx",
                          condition=models.Q(status="pending")),
             models.Index(fields=["subscription", "member_id", "id"],
                          name="webhookdelivery_member_idx",

@@ -1,4 +1,7 @@
-"""Changes to webhook subscriptions and deliveries: each through its function here."""
+"""Changes to webhook subscriptions and deliveries: each through its function here.
+
+A subscription's connector credentials are checked by its connector
+(loyalty/webhooks/connectors/) and stored sealed; they are never handed back whole."""
 
 from __future__ import annotations
 
@@ -9,18 +12,27 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from loyalty.webhooks.connectors import connector_get
 from loyalty.webhooks.models import (
     WebhookDelivery,
     WebhookSubscription,
+    credentials_seal,
     secret_seal,
     webhook_secret_new,
 )
 
-EDITABLE = ("url", "description", "event_types", "active", "ordered", "owner_email")
+EDITABLE = ("connector", "url", "description", "event_types", "active", "ordered",
+            "owner_email")
 
 
-def subscription_create(*, by: Any | None = None, **fields: Any) -> tuple[WebhookSubscription,
-                                                                          str]:
+def subscription_credentials_clean(*, connector: str, raw: dict[str, Any]) -> dict[str, str]:
+    """The credentials to store for `connector`, or a ValidationError keyed by each wrong
+    credential's name."""
+    return connector_get(connector).credentials_clean(raw)
+
+
+def subscription_create(*, by: Any | None = None, credentials: dict[str, Any] | None = None,
+                        **fields: Any) -> tuple[WebhookSubscription, str]:
     """A new subscription (validated) and its secret, which is not readable again."""
     secret = webhook_secret_new()
     subscription = WebhookSubscription(
@@ -29,13 +41,19 @@ def subscription_create(*, by: Any | None = None, **fields: Any) -> tuple[Webhoo
         # Only events from now on: a new receiver is not flooded with the past.
         relayed_until=timezone.now())
     subscription.full_clean()
+    subscription.credentials_encrypted = credentials_seal(subscription_credentials_clean(
+        connector=subscription.connector, raw=credentials or {}))
     subscription.save()
     return subscription, secret
 
 
 @transaction.atomic
-def subscription_update(*, subscription: WebhookSubscription, **fields: Any
+def subscription_update(*, subscription: WebhookSubscription,
+                        credentials: dict[str, Any] | None = None, **fields: Any
                         ) -> WebhookSubscription:
+    """Change what was given; credentials not given stay as they are while the connector
+    does (a new connector needs its own)."""
+    connector_before = subscription.connector
     for key in EDITABLE:
         if key in fields:
             setattr(subscription, key, fields[key])
@@ -45,6 +63,11 @@ def subscription_update(*, subscription: WebhookSubscription, **fields: Any
         subscription.disabled_reason = ""
         subscription.failing_since = None
     subscription.full_clean()
+    if credentials is None:
+        credentials = (subscription.credentials()
+                       if subscription.connector == connector_before else {})
+    subscription.credentials_encrypted = credentials_seal(subscription_credentials_clean(
+        connector=subscription.connector, raw=credentials))
     subscription.save()
     return subscription
 

@@ -7,8 +7,10 @@ metadata service at 169.254.169.254), multicast, reserved or unspecified, IPv4 o
 IPv4-mapped IPv6 included. A name that does not resolve is refused too: it cannot be checked.
 
 It is checked when the URL is saved and again before each request, since a name can be made to
-resolve elsewhere later (DNS rebinding). ENGAGE_WEBHOOK_ALLOW_PRIVATE turns the check off, for
-loopback receivers in development and tests.
+resolve elsewhere later (DNS rebinding); a batch of deliveries sent together asks the resolver
+once per host (`UrlChecks`), so a batch of thousands to one platform costs one lookup.
+ENGAGE_WEBHOOK_ALLOW_PRIVATE turns the check off, for loopback receivers in development, tests
+and benchmarks.
 """
 
 from __future__ import annotations
@@ -46,13 +48,44 @@ def url_check_public(url: str) -> None:
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except ValueError as exc:
+        raise UnsafeUrl(f"The port of {url!r} is not a number.") from exc
+    _host_check(parts.hostname, port)
+
+
+def _host_check(hostname: str, port: int) -> None:
+    try:
+        found = socket.getaddrinfo(hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise UnsafeUrl(f"The host {parts.hostname!r} does not resolve.") from exc
+        raise UnsafeUrl(f"The host {hostname!r} does not resolve.") from exc
     for *_, sockaddr in found:
         if not address_is_public(str(sockaddr[0])):
-            raise UnsafeUrl(f"The host {parts.hostname!r} resolves to {sockaddr[0]}, an address "
+            raise UnsafeUrl(f"The host {hostname!r} resolves to {sockaddr[0]}, an address "
                             "inside a private network; only public addresses are allowed.")
+
+
+class UrlChecks:
+    """url_check_public for the calls of one batch: each host's verdict is kept, so the
+    resolver is asked once per host, not once per call."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[tuple[str, str, int | None], UnsafeUrl | None] = {}
+
+    def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        try:
+            key = (parts.scheme, parts.hostname or "", parts.port)
+        except ValueError:
+            key = (parts.scheme, parts.netloc, -1)
+        if key not in self._verdicts:
+            try:
+                url_check_public(url)
+                self._verdicts[key] = None
+            except UnsafeUrl as exc:
+                self._verdicts[key] = exc
+        verdict = self._verdicts[key]
+        if verdict is not None:
+            raise UnsafeUrl(str(verdict))
 
 
 def validate_public_url(url: str) -> None:

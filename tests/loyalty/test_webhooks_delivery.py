@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -229,3 +230,58 @@ def test_attempt_keeps_at_most_a_kilobyte_of_the_answer(receiver):  # noqa: F811
     deliveries_send_due()
 
     assert delivery.attempt_log.get().response_excerpt == "x" * 1024
+
+
+def deliveries_due(receiver, count: int) -> None:  # noqa: F811
+    """`count` deliveries of one event each, to the receiver, due now."""
+    subscribe(receiver)
+    for _ in range(count):
+        event_record(MemberFactory())
+    webhooks_relay_pass()
+
+
+def test_claimed_batch_goes_out_concurrently(receiver, settings):  # noqa: F811
+    # given: eight deliveries to a receiver that takes a second over each answer
+    settings.ENGAGE_WEBHOOK_IN_FLIGHT = 8
+    deliveries_due(receiver, 8)
+    receiver.script["stall"] = 1.0
+
+    # when
+    started = time.monotonic()
+    deliveries_send_due()
+    took = time.monotonic() - started
+
+    # then: about one second, not eight
+    assert took < 4
+    assert len(receiver.verified_calls()) == 8
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_calls_in_flight_are_bounded(receiver, settings):  # noqa: F811
+    # given: at most two calls at once, each answered after half a second
+    settings.ENGAGE_WEBHOOK_IN_FLIGHT = 2
+    deliveries_due(receiver, 6)
+    receiver.script["stall"] = 0.5
+
+    # when
+    started = time.monotonic()
+    deliveries_send_due()
+
+    # then: three rounds
+    assert time.monotonic() - started >= 1.5
+    assert len(receiver.calls) == 6
+
+
+def test_lease_covers_every_round_of_the_claimed_batch(receiver, settings):  # noqa: F811
+    settings.ENGAGE_WEBHOOK_IN_FLIGHT = 2
+    settings.ENGAGE_WEBHOOK_TIMEOUT = 10
+    settings.ENGAGE_WEBHOOK_LEASE_MARGIN = 30
+    deliveries_due(receiver, 5)
+
+    before = timezone.now()
+    assert len(deliveries_claim()) == 5
+
+    # three rounds of two calls, each up to 10 s, plus the margin
+    lease_ends = set(WebhookDelivery.objects.values_list("claimed_until", flat=True))
+    [lease_end] = lease_ends
+    assert before + timedelta(seconds=59) < lease_end < before + timedelta(seconds=62)

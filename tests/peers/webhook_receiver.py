@@ -6,19 +6,26 @@ against each secret it knows, and records the call.
 default 200 (e.g. [500, 500]); `stall` holds each answer that many seconds (a slow receiver, or
 a timeout when longer than the sender waits); `answer_gone` answers 410 to everything;
 `answer_body` replaces the small JSON answer with this text.
+
+`python -m tests.peers.webhook_receiver --settings-out F` serves it from its own process for a
+benchmark, which drives it over HTTP: `POST /_peer/secrets` `{"secret"}` adds a secret it
+verifies with, `GET /_peer/stats` counts the calls (`received`, `verified`), `GET
+/_peer/arrivals` gives the wall-clock time each verified webhook-id first arrived, and `POST
+/_peer/reset` forgets both. That process keeps counts and arrival times only, not each call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.peers.aiohttp_peer import ThreadedAiohttpPeer
+from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
 
 
 @dataclass
@@ -36,10 +43,14 @@ class ReceivedCall:
 class WebhookReceiverPeer(ThreadedAiohttpPeer):
     name = "webhook-receiver"
 
-    def __init__(self, *, secrets: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, secrets: list[str] | None = None, keep_calls: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.secrets: list[str] = list(secrets or [])
+        self.keep_calls = keep_calls
         self.calls: list[ReceivedCall] = []
+        self.counts = {"received": 0, "verified": 0}
+        self.arrivals: dict[str, float] = {}
         self.script: dict[str, Any] = {"answers": [], "stall": 0.0, "answer_gone": False,
                                        "answer_body": None}
 
@@ -57,9 +68,34 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/hook", self.receive)
+        app.router.add_post("/_peer/secrets", self._secret_add)
+        app.router.add_get("/_peer/stats", self._stats)
+        app.router.add_get("/_peer/arrivals", self._arrivals)
+        app.router.add_post("/_peer/reset", self._reset)
         return app
 
+    async def _secret_add(self, request: web.Request) -> web.Response:
+        secret = (await request.json())["secret"]
+        with self.lock:
+            self.secrets.append(secret)
+        return web.json_response({"secrets": len(self.secrets)})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        with self.lock:
+            return web.json_response(dict(self.counts))
+
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        with self.lock:
+            return web.json_response(dict(self.arrivals))
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        with self.lock:
+            self.counts = dict.fromkeys(self.counts, 0)
+            self.arrivals.clear()
+        return web.json_response({})
+
     async def receive(self, request: web.Request) -> web.Response:
+        arrived = time.time()
         body = await request.read()
         headers = {key.lower(): value for key, value in request.headers.items()}
         call = ReceivedCall(headers=headers, body=body)
@@ -77,7 +113,12 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
             else:
                 status = 200 if call.verified_with else 401
             call.answered = status
-            self.calls.append(call)
+            if self.keep_calls:
+                self.calls.append(call)
+            self.counts["received"] += 1
+            if call.verified_with:
+                self.counts["verified"] += 1
+                self.arrivals.setdefault(headers.get("webhook-id", ""), arrived)
             stall = self.script["stall"]
             answer_body = self.script["answer_body"]
         if stall:
@@ -85,3 +126,8 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
         if answer_body is not None:
             return web.Response(text=answer_body, status=status)
         return web.json_response({"status": status}, status=status)
+
+
+if __name__ == "__main__":
+    serve_main(lambda host, port: WebhookReceiverPeer(host=host, port=port, keep_calls=False),
+                "A Standard Webhooks receiver on loopback, for benchmarks")

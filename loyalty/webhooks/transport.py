@@ -1,0 +1,112 @@
+"""The HTTP side of deliveries: a claimed batch of prepared requests sent concurrently, at most
+ENGAGE_WEBHOOK_IN_FLIGHT at a time, each answer reduced to what the attempt log keeps.
+
+aiohttp rather than httpx: on this 2-core machine, posting to the loopback receiver, httpx's
+AsyncClient managed about 150 calls/s at 4 ms of CPU each, aiohttp's client about 2,300/s at
+0.4 ms (64 in flight, same peer, same process), and the delivery target is 1,000/s beside the
+database and the receiver.
+
+Each worker process keeps one event loop and one client session, so connections (and TLS
+sessions) to a platform are reused from one batch to the next; a forked child makes its own.
+Every call is bounded by ENGAGE_WEBHOOK_TIMEOUT in total (connect, send, answer), which is
+what the claim's lease counts on. Redirects are not followed: they could point inside the
+network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from loyalty.webhooks.connectors.base import OutgoingRequest
+
+EXCERPT_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back from one call: a status, or the error instead of one."""
+
+    status_code: int | None
+    duration_ms: int
+    excerpt: str = ""
+    error: str = ""
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.session: aiohttp.ClientSession | None = None
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.pid != os.getpid() or self.loop.is_closed():
+            return
+        if self.session is not None and not self.session.closed:
+            self.loop.run_until_complete(self.session.close())
+        self.loop.close()
+
+    async def _post(self, request: OutgoingRequest, *, timeout: float,
+                    slots: asyncio.Semaphore) -> Answer:
+        assert self.session is not None
+        async with slots:
+            started = time.monotonic()
+            try:
+                async with self.session.post(
+                        request.url, data=request.body, headers=request.headers,
+                        allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                    # Only the excerpt is read: a huge answer costs no more than that.
+                    head = b""
+                    while len(head) < EXCERPT_CHARS:
+                        chunk = await response.content.read(EXCERPT_CHARS - len(head))
+                        if not chunk:
+                            break
+                        head += chunk
+                    excerpt = head.decode(response.charset or "utf-8", errors="replace")
+                    status = response.status
+            except TimeoutError:
+                return Answer(None, _ms_since(started), error=f"timeout after {timeout:g}s")
+            except (aiohttp.ClientError, OSError, LookupError) as exc:
+                return Answer(None, _ms_since(started),
+                              error=f"{type(exc).__name__}: {exc}"[:300])
+            return Answer(status, _ms_since(started), excerpt[:EXCERPT_CHARS])
+
+    async def send(self, requests: Sequence[OutgoingRequest], *, timeout: float,
+                   in_flight: int) -> list[Answer]:
+        if self.session is None or self.session.closed:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=10),
+                auto_decompress=True)
+        slots = asyncio.Semaphore(in_flight)
+        return list(await asyncio.gather(*(self._post(request, timeout=timeout, slots=slots)
+                                            for request in requests)))
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+_transport: _Transport | None = None
+_lock = threading.Lock()
+
+
+def requests_send(requests: Sequence[OutgoingRequest], *, timeout: float, in_flight: int
+                  ) -> list[Answer]:
+    """Send every request, `in_flight` at a time; the answers in the requests' order."""
+    global _transport
+    if not requests:
+        return []
+    with _lock:
+        if _transport is None or _transport.pid != os.getpid():
+            _transport = _Transport()
+        return _transport.loop.run_until_complete(
+            _transport.send(requests, timeout=timeout, in_flight=in_flight))
