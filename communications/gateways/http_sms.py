@@ -64,6 +64,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +72,7 @@ from typing import Any, ClassVar, cast
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from communications.gateways.base import (
     BaseGateway,
@@ -82,6 +84,7 @@ from communications.gateways.base import (
     retry_after_seconds,
     send_concurrently,
 )
+from config.ssrf import address_is_public
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 10.0
@@ -180,6 +183,27 @@ class ProviderReply:
         return self.body[:200].decode("utf-8", "replace").strip() or "no reply body"
 
 
+class PrivateAddressRefused(OSError):
+    """The host resolved to an address inside a private network, which may not be called."""
+
+
+class PublicAddressResolver(aiohttp.ThreadedResolver):
+    """aiohttp's resolver, refusing a host any of whose addresses is not public (SSRF): the
+    check is made on the very addresses the connection will use, at connect time, so a name
+    that resolves elsewhere later (DNS rebinding) is caught too. Hosts written as an address
+    do not reach a resolver: the adapter refuses private ones before sending."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        for entry in found:
+            if not address_is_public(entry["host"]):
+                raise PrivateAddressRefused(
+                    f"{host} resolves to {entry['host']}, an address inside a private network; "
+                    f"only public push services are called")
+        return found
+
+
 class HttpBatchGateway(BaseGateway):
     """One aiohttp session per batch with `concurrency` requests in flight (see fcm.py for why
     aiohttp), one request per message. A subclass builds the request (`_request`) and reads the
@@ -268,7 +292,7 @@ class HttpBatchGateway(BaseGateway):
     async def _session_open(self, *, connect_timeout: float,
                             timeout: float) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._concurrency),
+            connector=aiohttp.TCPConnector(limit=self._concurrency, resolver=self._resolver()),
             # sock_read, not total: a timeout while waiting for the answer is told apart from
             # one while connecting, because only the first can hide an accepted message.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
@@ -290,6 +314,12 @@ class HttpBatchGateway(BaseGateway):
         try:
             reply = await self._exchange(request)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            refused = getattr(exc, "os_error", None)
+            if isinstance(refused, PrivateAddressRefused):
+                # The host itself may not be called: the rest to it neither, and for good.
+                error = GatewayError(str(refused), code="private_address", permanent=True)
+                self._lost[scope] = error
+                return SendResult(outbound.message_id, error=error)
             # Nothing went out; the rest of the batch would fail the same way.
             self._lost[scope] = GatewayError(f"not attempted, cannot connect to {label}: {exc}",
                                              code="connect_failed", permanent=False)
@@ -307,6 +337,11 @@ class HttpBatchGateway(BaseGateway):
             self._lost[scope] = GatewayError(f"not attempted: {error.message}", code=error.code,
                                              permanent=False, retry_after=error.retry_after)
         return result
+
+    def _resolver(self) -> AbstractResolver | None:
+        """How the session resolves host names: aiohttp's own (None), unless the adapter calls
+        addresses someone outside the staff chose (web push: PublicAddressResolver)."""
+        return None
 
     def _halt_scope(self, outbound: OutboundMessage) -> str:
         """Which messages a halt stops: "" (the default) the whole batch, as it goes to one

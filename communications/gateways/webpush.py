@@ -84,6 +84,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings as django_settings
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher
 
@@ -99,6 +100,7 @@ from communications.gateways.http_sms import (
     HttpBatchGateway,
     ProviderReply,
     ProviderRequest,
+    PublicAddressResolver,
     transport_settings_errors,
 )
 from members.services.devices import (
@@ -337,6 +339,11 @@ class WebPushGateway(HttpBatchGateway):
             return False, "the VAPID JWT does not verify with the key's own public half"
         return True, (f"VAPID key signs for {s['vapid_subject']}; applicationServerKey "
                       f"{vapid_application_server_key(s)}")
+
+    def _resolver(self) -> PublicAddressResolver | None:
+        # A member's browser chose the endpoint, so only public push services are called
+        # (SSRF); a host written as an address is refused by webpush_subscription_problems.
+        return None if django_settings.ENGAGE_PUSH_ALLOW_LOOPBACK else PublicAddressResolver()
 
     def _halt_scope(self, outbound: OutboundMessage) -> str:
         return _origin(outbound.address)

@@ -15,27 +15,17 @@ and benchmarks.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from config.ssrf import address_is_public
+
 
 class UnsafeUrl(ValueError):
     """The URL may not be called from here; the message says why, for the person who set it."""
-
-
-def address_is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        # An IPv6 address that carries an IPv4 one reaches that one.
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            ip = embedded
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified
-                                 or ip.is_loopback or ip.is_link_local or ip.is_private)
 
 
 def url_check_public(url: str) -> None:

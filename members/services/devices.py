@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
 from typing import Any
@@ -41,6 +40,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.ssrf import address_is_public, host_names_this_machine, numeric_host_address
 from members.models import Device, Member
 
 Platform = Device.Platform
@@ -84,9 +84,12 @@ def webpush_subscription_problems(data: Any) -> dict[str, str]:
     the web-push adapter both apply it.
 
     The endpoint is an https URL naming host[:port] only (what a VAPID `aud` can name: no user
-    info, no IPv6 literal); plain http only for a push service on this machine, and only where
-    ENGAGE_PUSH_ALLOW_LOOPBACK says so (development, tests, benchmarks): in production a
-    subscription must not make the workers post to their own machine.
+    info, no IPv6 literal). A member, not the staff, chose it, so in production it may not
+    name this machine or a private network (localhost, or a private, loopback or link-local
+    address in any numeric form): the workers must not be made to post inside their own
+    network (SSRF). A name is judged when a push is sent, by the addresses it resolves to then
+    (communications.gateways.webpush). ENGAGE_PUSH_ALLOW_LOOPBACK lifts this for development,
+    tests and benchmarks, where plain http is also allowed to such a push service.
     """
     if not isinstance(data, dict):
         return {"subscription": 'must be the JSON of PushSubscription.toJSON(): '
@@ -111,21 +114,23 @@ def _endpoint_problem(endpoint: Any) -> str:
     if (parts is None or parts.scheme not in ("https", "http")
             or not _NETLOC.match(parts.netloc)):
         return "must be the push service's https URL"
-    host = parts.hostname or ""
-    if _loopback(host) and not settings.ENGAGE_PUSH_ALLOW_LOOPBACK:
-        return "must be a push service on the internet, not this machine"
-    if parts.scheme == "http" and not _loopback(host):
+    private = _private_host(parts.hostname or "")
+    if private and not settings.ENGAGE_PUSH_ALLOW_LOOPBACK:
+        return ("must be a push service on the internet, not this machine or a private "
+                "network")
+    if parts.scheme == "http" and not private:
         return "must be https (http only for a push service on this machine)"
     return ""
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
+def _private_host(host: str) -> bool:
+    """A host that names this machine or a private network by itself: localhost, or an
+    address (in any numeric form) that is not public. Names are judged when a push is sent,
+    by what they resolve to then (communications.gateways.webpush)."""
+    if host_names_this_machine(host):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = numeric_host_address(host)
+    return address is not None and not address_is_public(address)
 
 
 def _subscription_clean(token: Any) -> str:

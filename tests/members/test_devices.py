@@ -184,6 +184,17 @@ def test_the_same_subscription_written_differently_is_the_same_device(member_api
     assert reply.status_code == 200 and Device.objects.count() == 1
 
 
+def test_in_production_a_subscription_to_the_cloud_metadata_address_is_refused(
+        member_api_client, ann, settings):
+    settings.ENGAGE_PUSH_ALLOW_LOOPBACK = False
+
+    reply = _register(member_api_client(ann), "webpush",
+                      json.dumps(subscription(endpoint="https://169.254.169.254/latest/")))
+
+    assert reply.status_code == 400 and Device.objects.count() == 0
+    assert any("private network" in text for text in reply.json()["token"])
+
+
 @pytest.mark.parametrize("broken, problem", [
     ({"endpoint": "http://push.example.com/x"}, "endpoint"),
     ({"endpoint": "not a url"}, "endpoint"),

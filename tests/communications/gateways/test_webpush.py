@@ -3,7 +3,9 @@ the browser would (tests/peers/webpush.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -20,11 +22,13 @@ from communications.gateways import (
     SendResult,
     gateway_for,
 )
+from communications.gateways.http_sms import PrivateAddressRefused, PublicAddressResolver
 from communications.gateways.webpush import (
     DEAD_SUBSCRIPTION_CODES,
     WebPushGateway,
     webpush_subscription_errors,
 )
+from config.ssrf import address_is_public
 from tests.peers.smtp import free_port
 from tests.peers.webpush import WebPushPeer
 
@@ -338,11 +342,56 @@ def test_the_subscription_rule_refuses_65_bytes_that_are_no_point_on_p256():
     assert list(errors) == ["keys.p256dh"]
 
 
-def test_the_subscription_rule_takes_http_only_from_a_push_service_on_this_machine():
+def test_the_subscription_rule_takes_http_only_from_this_machine_or_a_private_network():
     assert webpush_subscription_errors(_subscription("http://127.0.0.1:8089/push/1")) == {}
     assert webpush_subscription_errors(_subscription("http://localhost/push/1")) == {}
-    assert list(webpush_subscription_errors(_subscription("http://10.0.0.5/push/1"))) == [
+    assert webpush_subscription_errors(_subscription("http://10.0.0.5/push/1")) == {}
+    assert list(webpush_subscription_errors(_subscription("http://push.example.com/1"))) == [
         "endpoint"]
+
+
+@pytest.mark.parametrize("host", [
+    "localhost", "push.localhost", "127.0.0.1", "2130706433", "0177.0.0.1", "127.1",
+    "10.1.2.3", "192.168.1.1", "172.16.0.9", "169.254.169.254", "0.0.0.0",
+])
+def test_in_production_the_rule_refuses_this_machine_and_private_networks_in_any_form(
+        settings, host):
+    settings.ENGAGE_PUSH_ALLOW_LOOPBACK = False
+
+    errors = webpush_subscription_errors(_subscription(f"https://{host}/push/1"))
+
+    assert list(errors) == ["endpoint"] and "private network" in errors["endpoint"]
+
+
+def test_in_production_a_public_push_service_passes_the_rule(settings):
+    settings.ENGAGE_PUSH_ALLOW_LOOPBACK = False
+
+    assert webpush_subscription_errors(
+        _subscription("https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bH")) == {}
+
+
+def test_the_public_address_resolver_refuses_a_name_of_this_machine():
+    async def resolve() -> None:
+        await PublicAddressResolver().resolve("localhost", 443)
+
+    with pytest.raises(PrivateAddressRefused, match="127.0.0.1"):
+        asyncio.run(resolve())
+
+
+def test_in_production_a_name_resolving_inside_the_network_is_refused_for_good_unsent(
+        settings, peer):
+    settings.ENGAGE_PUSH_ALLOW_LOOPBACK = False
+    name = socket.gethostname()  # resolves to this machine or its private address
+    if address_is_public(socket.getaddrinfo(name, 443)[0][4][0]):
+        pytest.skip(f"{name} resolves to a public address here")
+    batch = [_push(1, _subscription(f"https://{name}:{peer.port}/push/1")),
+             _push(2, _subscription(f"https://{name}:{peer.port}/push/2"))]
+
+    results = _send(_gateway(peer.gateway_settings()), batch)
+
+    assert [(r.ok, r.error.code, r.error.permanent) for r in results] == [
+        (False, "private_address", True), (False, "private_address", True)]
+    assert peer.requests == []
 
 
 def test_the_subscription_rule_names_text_that_is_not_a_subscription():
