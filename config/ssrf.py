@@ -1,11 +1,15 @@
 """Which addresses Engage may call when someone outside the staff chose the URL (SSRF): only
 globally routable ones. Kept below every app, so that members (a browser's web-push endpoint),
-communications (the web-push adapter) and loyalty (webhook URLs) apply one rule."""
+communications (the web-push adapter) and loyalty (webhook URLs) apply one rule, and the aiohttp
+sessions that call such URLs resolve names through `PublicAddressResolver`."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+
+import aiohttp
+from aiohttp.abc import ResolveResult
 
 
 def address_is_public(address: str) -> bool:
@@ -36,3 +40,24 @@ def numeric_host_address(host: str) -> str | None:
     except (socket.gaierror, UnicodeError, ValueError):
         return None
     return str(found[0][4][0]) if found else None
+
+
+class PrivateAddressRefused(OSError):
+    """The host resolved to an address inside a private network, which may not be called."""
+
+
+class PublicAddressResolver(aiohttp.ThreadedResolver):
+    """aiohttp's resolver, refusing a host any of whose addresses is not public (SSRF): the
+    check is made on the very addresses the connection will use, at connect time, so a name
+    that resolves elsewhere later (DNS rebinding) is caught too. Hosts written as an address
+    do not reach a resolver: callers refuse private ones before sending."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        for entry in found:
+            if not address_is_public(entry["host"]):
+                raise PrivateAddressRefused(
+                    f"{host} resolves to {entry['host']}, an address inside a private network; "
+                    f"only public addresses are called")
+        return found

@@ -64,7 +64,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,7 +71,7 @@ from typing import Any, ClassVar, cast
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 
 from communications.gateways.base import (
     BaseGateway,
@@ -84,7 +83,7 @@ from communications.gateways.base import (
     retry_after_seconds,
     send_concurrently,
 )
-from config.ssrf import address_is_public
+from config.ssrf import PrivateAddressRefused
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 10.0
@@ -181,27 +180,6 @@ class ProviderReply:
 
     def snippet(self) -> str:
         return self.body[:200].decode("utf-8", "replace").strip() or "no reply body"
-
-
-class PrivateAddressRefused(OSError):
-    """The host resolved to an address inside a private network, which may not be called."""
-
-
-class PublicAddressResolver(aiohttp.ThreadedResolver):
-    """aiohttp's resolver, refusing a host any of whose addresses is not public (SSRF): the
-    check is made on the very addresses the connection will use, at connect time, so a name
-    that resolves elsewhere later (DNS rebinding) is caught too. Hosts written as an address
-    do not reach a resolver: the adapter refuses private ones before sending."""
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await super().resolve(host, port, family)
-        for entry in found:
-            if not address_is_public(entry["host"]):
-                raise PrivateAddressRefused(
-                    f"{host} resolves to {entry['host']}, an address inside a private network; "
-                    f"only public push services are called")
-        return found
 
 
 class HttpBatchGateway(BaseGateway):

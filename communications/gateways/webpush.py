@@ -100,9 +100,9 @@ from communications.gateways.http_sms import (
     HttpBatchGateway,
     ProviderReply,
     ProviderRequest,
-    PublicAddressResolver,
     transport_settings_errors,
 )
+from config.ssrf import PublicAddressResolver
 from members.services.devices import (
     b64url_decode,
     b64url_encode,

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from django.conf import settings
 
+from config.ssrf import PublicAddressResolver
 from loyalty.webhooks.connectors.base import OutgoingRequest
 
 EXCERPT_CHARS = 1024
@@ -84,7 +86,12 @@ class _Transport:
                    in_flight: int) -> list[Answer]:
         if self.session is None or self.session.closed:
             self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=10),
+                connector=aiohttp.TCPConnector(
+                    limit=0, ttl_dns_cache=10,
+                    # The addresses connected to are checked, not only the ones the URL check
+                    # saw: a name made to resolve inside the network meanwhile is refused.
+                    resolver=(None if settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE
+                              else PublicAddressResolver())),
                 auto_decompress=True)
         slots = asyncio.Semaphore(in_flight)
         return list(await asyncio.gather(*(self._post(request, timeout=timeout, slots=slots)

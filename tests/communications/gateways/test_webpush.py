@@ -22,13 +22,12 @@ from communications.gateways import (
     SendResult,
     gateway_for,
 )
-from communications.gateways.http_sms import PrivateAddressRefused, PublicAddressResolver
 from communications.gateways.webpush import (
     DEAD_SUBSCRIPTION_CODES,
     WebPushGateway,
     webpush_subscription_errors,
 )
-from config.ssrf import address_is_public
+from config.ssrf import PrivateAddressRefused, PublicAddressResolver, address_is_public
 from tests.peers.smtp import free_port
 from tests.peers.webpush import WebPushPeer
 
