@@ -341,9 +341,7 @@ def _trigger_read(*, trigger: Trigger, horizon: datetime) -> dict[str, int]:
     after = trigger.read_until or mailing.started_at or horizon
     event_table = Event._meta.db_table
     conditions, condition_params = conditions_sql(trigger.conditions, alias="e")
-    # The log is indexed on `type` alone, so a pass reads every event of the trigger's type to
-    # find the new ones; an index on (type, recorded_at) would make it read only those (as it
-    # would for the webhook relay).
+    # event_type_recorded_idx: a pass reads only the new events of the trigger's type.
     source = (f"SELECT e.id AS event_id, e.member_id, '' AS occasion, "
               f"e.occurred_at + %s AS due, e.recorded_at AS position FROM {event_table} e "
               f"WHERE e.type = %s AND e.recorded_at > %s AND e.member_id IS NOT NULL"
