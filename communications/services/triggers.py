@@ -342,11 +342,15 @@ def _trigger_read(*, trigger: Trigger, horizon: datetime) -> dict[str, int]:
     event_table = Event._meta.db_table
     conditions, condition_params = conditions_sql(trigger.conditions, alias="e")
     # event_type_recorded_idx: a pass reads only the new events of the trigger's type.
+    # A trigger never answers the statuses of its own messages (MESSAGE_DELIVERED and the
+    # like carry the mailing): each answer would be delivered in turn, without end.
     source = (f"SELECT e.id AS event_id, e.member_id, '' AS occasion, "
               f"e.occurred_at + %s AS due, e.recorded_at AS position FROM {event_table} e "
-              f"WHERE e.type = %s AND e.recorded_at > %s AND e.member_id IS NOT NULL"
+              f"WHERE e.type = %s AND e.recorded_at > %s AND e.member_id IS NOT NULL "
+              f"AND e.payload->>'mailing_id' IS DISTINCT FROM %s"
               f"{''.join(f' AND {sql}' for sql in conditions)}")
-    params = [trigger.delay or timedelta(0), trigger.event_type, after, *condition_params]
+    params = [trigger.delay or timedelta(0), trigger.event_type, after, str(mailing.pk),
+              *condition_params]
     inserted = trigger_messages_insert(mailing=mailing, source=(source, params), held_for="",
                                 now=timezone.now())
     cancelled = _messages_cancel(trigger=trigger, after=after,

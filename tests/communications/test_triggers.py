@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from communications.services import mailing_pause, mailing_resume, message_batch
 from communications.services.mailings import mailing_schedule
 from communications.services.triggers import trigger_activate, trigger_events_read
 from loyalty.event_log import CLOCK_MARGIN
-from loyalty.integration.events import events_ingest
+from loyalty.integration.events import event_new, events_append, events_ingest
 from loyalty.integration.keys import api_key_create
 from members.services.consents import consent_record
 from tests.campaigns.factories import TargetGroupFactory
@@ -119,6 +120,23 @@ def test_each_event_of_a_member_gets_its_own_message():
     trigger_events_read()
 
     assert len(messages_of(mailing)) == 2
+
+
+@pytest.mark.django_db
+def test_a_trigger_on_message_statuses_does_not_answer_its_own_messages():
+    member = consenting_member()
+    mailing = trigger_mailing(event_type="MESSAGE_DELIVERED")
+    other = MailingFactory()
+    message_delivered = [
+        event_new(type="MESSAGE_DELIVERED", member_id=member.pk,
+                  payload={"message_id": 1, "mailing_id": pk, "channel": "email", "code": ""})
+        for pk in (mailing.pk, other.pk)]
+    with transaction.atomic():
+        events_append(message_delivered)
+
+    trigger_events_read()
+
+    assert len(messages_of(mailing)) == 1  # for the other mailing's delivery only
 
 
 @pytest.mark.django_db
