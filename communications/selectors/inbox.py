@@ -28,18 +28,17 @@ members, p95 6.5 ms for a page and 2.2 ms for a count.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from communications.models import CascadeStep, Mailing, Message, Template
 from communications.renderers import MEMBER_VALUE_PATHS, CompiledTemplate, member_context
-from config.sql import where_sql
+from config.sql import ModelRows, where_sql
 from members.models import Channel, Member
 
 Status = Message.Status
@@ -119,16 +118,9 @@ class InboxPosition:
     id: int
 
 
-def _columns(model: type[Model], names: Iterable[str]) -> tuple[str, ...]:
-    """`names` in the model's field order, the order Model.from_db takes values in."""
-    wanted = set(names)
-    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in wanted)
-
-
-_PAGE_TEMPLATE_COLUMNS = _columns(Template, ("id", *_TEMPLATE_FIELDS))
-_PAGE_MESSAGE_COLUMNS = _columns(Message, ("id", "channel", "status", "sent_at", "opened_at",
-                                           "content", "mailing_id"))
-_CONTENT = _PAGE_MESSAGE_COLUMNS.index("content")
+_PAGE_MESSAGES = ModelRows(Message, ("id", "channel", "status", "sent_at", "opened_at",
+                                     "content", "mailing_id"))
+_PAGE_TEMPLATES = ModelRows(Template, ("id", *_TEMPLATE_FIELDS))
 
 
 def inbox_page(*, member_id: int, limit: int, channel: str | None = None,
@@ -160,32 +152,27 @@ def inbox_page(*, member_id: int, limit: int, channel: str | None = None,
         sql.append(f'("{table}"."sent_at", "{table}"."id") > (%s, %s)')
         params += [newer_than.sent_at, newer_than.id]
         order = "ASC"
-    columns = ", ".join([*(f'"{table}"."{name}"' for name in _PAGE_MESSAGE_COLUMNS),
-                         *(f"t.{name}" for name in _PAGE_TEMPLATE_COLUMNS)])
+    # Unaliased: member_inbox's compiled conditions name the table itself.
+    quoted = f'"{table}"'
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {columns} FROM "{table}" '
+            f"SELECT {_PAGE_MESSAGES.select(quoted)}, {_PAGE_TEMPLATES.select('t')} "
+            f"FROM {quoted} "
             f'LEFT JOIN {Mailing._meta.db_table} mailing ON mailing.id = "{table}"."mailing_id" '
             f"LEFT JOIN {Template._meta.db_table} t ON t.id = mailing.template_id "
             f"WHERE {' AND '.join(sql)} "
             f'ORDER BY "{table}"."sent_at" {order}, "{table}"."id" {order} LIMIT %s',
             [*params, limit])
         rows = cursor.fetchall()
-    count = len(_PAGE_MESSAGE_COLUMNS)
+    split = len(_PAGE_MESSAGES.columns)
     messages = []
     for row in rows:
-        values = list(row[:count])
-        if isinstance(values[_CONTENT], str):  # jsonb comes as text, for JSONField to decode
-            values[_CONTENT] = json.loads(values[_CONTENT])
-        message = Message.from_db(None, _PAGE_MESSAGE_COLUMNS, values)
+        message = _PAGE_MESSAGES.instance(row)
         if message.mailing_id is not None:
-            template_values = row[count:]
-            template_id = template_values[_PAGE_TEMPLATE_COLUMNS.index("id")]
-            template = (Template.from_db(None, _PAGE_TEMPLATE_COLUMNS, template_values)
-                        if template_id is not None else None)
+            template = _PAGE_TEMPLATES.instance(row[split:])
             message.mailing = Mailing.from_db(None, ["id", "template_id"],
-                                              [message.mailing_id, template_id])
-            message.mailing.template = template
+                                              [message.mailing_id, template.pk])
+            message.mailing.template = template if template.pk is not None else None
         messages.append(message)
     return messages
 
