@@ -19,6 +19,7 @@ from campaigns.models import PromoContent
 from campaigns.selectors import OFFERS_SHOWN_MAX, offer_shown, offers_shown
 from campaigns.serializers import MemberOfferSerializer
 from campaigns.services import promo_content_count
+from config.api import FlatRepresentation
 from members.api_me import ErrorSerializer, MemberApiView
 from members.authentication import request_member
 from members.models import Member
@@ -77,9 +78,8 @@ class OfferCountView(MemberApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-# One instance for every home call: a serializer builds its fields on first use, which cost
-# more than representing the offers; representing them changes nothing on it.
-_OFFER_REPRESENTATION = MemberOfferSerializer()
+# The home call's offers, represented field by field (config.api.FlatRepresentation).
+_OFFER_REPRESENTATION = FlatRepresentation(MemberOfferSerializer())
 
 
 def offers_home(member: Member, placement: str) -> dict[str, Any]:
@@ -89,4 +89,4 @@ def offers_home(member: Member, placement: str) -> dict[str, Any]:
     if placement != PromoContent.Placement.APP:
         return {}
     offers = offers_shown(member=member, placement=PromoContent.Placement.APP)
-    return {"offers": [_OFFER_REPRESENTATION.to_representation(offer) for offer in offers]}
+    return {"offers": [_OFFER_REPRESENTATION(offer) for offer in offers]}

@@ -35,6 +35,7 @@ from communications.selectors.inbox import (
     member_inbox,
 )
 from communications.services.inbox import MessageReadRefused, member_message_read
+from config.api import FlatRepresentation
 from members.api_me import ErrorSerializer, MemberApiView
 from members.authentication import request_member
 from members.models import Channel
@@ -137,8 +138,8 @@ class InboxMessageSerializer(serializers.Serializer):
                   "unless either changed since).")
 
 
-# Entries are represented by one instance, whose fields are built once (see offers_home).
-_ENTRY_REPRESENTATION = InboxMessageSerializer()
+# A page of entries is represented field by field (config.api.FlatRepresentation).
+_ENTRY_REPRESENTATION = FlatRepresentation(InboxMessageSerializer())
 
 
 class MessageReadSerializer(serializers.Serializer):
@@ -173,7 +174,7 @@ class MessageListView(MemberApiView, generics.ListAPIView):
             page, member=member,
             unsubscribe_url=request.build_absolute_uri(reverse("account:preferences")))
         return self.get_paginated_response(
-            [_ENTRY_REPRESENTATION.to_representation(entry) for entry in entries])
+            [_ENTRY_REPRESENTATION(entry) for entry in entries])
 
 
 def inbox_filters(request: Request) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import FlatRepresentation
 from members import hooks
 from members.authentication import (
     IsMember,
@@ -82,8 +83,8 @@ class ProfileSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "email", "phone", "birth_date"]
 
 
-# The home call's profile: one instance, whose fields are built once (see offers_home).
-_PROFILE_REPRESENTATION = ProfileSerializer()
+# The home call's profile, represented field by field (config.api.FlatRepresentation).
+_PROFILE_REPRESENTATION = FlatRepresentation(ProfileSerializer())
 
 
 class MemberTokenSerializer(serializers.ModelSerializer):
@@ -185,7 +186,7 @@ class HomeView(MemberApiView):
                     "other parts of the program add (active offers, unread messages).")
     def get(self, request: Request) -> Response:
         member = request_member(request)
-        home: dict[str, Any] = {"profile": _PROFILE_REPRESENTATION.to_representation(member)}
+        home: dict[str, Any] = {"profile": _PROFILE_REPRESENTATION(member)}
         for handler in hooks.ACCOUNT_HOME:
             home.update(handler(member, "app"))
         return Response(home)
