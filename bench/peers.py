@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,10 +25,16 @@ class PeerProcess:
     What it counted: `stats()` asks an HTTP peer (`GET /_peer/stats` on the address in the
     setting `url_setting`) while it runs; a peer started with `stats_out` (the SMSC) writes
     them to a file when it stops, read into `final_stats`.
+
+    A peer that is not a Python module (the Node.js APNs peer) comes with `command`: given the
+    peer's own folder, where it may first write the files the peer needs, it returns the
+    command line, to which `--settings-out F` is added.
     """
 
-    def __init__(self, module: str, *, url_setting: str = "", stats_out: bool = False) -> None:
+    def __init__(self, module: str, *, url_setting: str = "", stats_out: bool = False,
+                 command: Callable[[Path], Sequence[str]] | None = None) -> None:
         self.module = module
+        self.command = command
         self.url_setting = url_setting
         self._dir = tempfile.TemporaryDirectory(prefix=f"engage-{module}-peer-")
         self._settings_path = Path(self._dir.name) / "gateway.json"
@@ -38,9 +44,10 @@ class PeerProcess:
         self.final_stats: dict[str, int] = {}
 
     def __enter__(self) -> PeerProcess:
+        command = (self.command(Path(self._dir.name)) if self.command is not None
+                   else [sys.executable, "-m", f"tests.peers.{self.module}"])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"tests.peers.{self.module}", "--settings-out",
-             str(self._settings_path),
+            [*command, "--settings-out", str(self._settings_path),
              *(["--stats-out", str(self._stats_path)] if self._stats_path else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30

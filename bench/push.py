@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -144,15 +145,18 @@ def push_mailing_create(*, target_group: TargetGroup, gateway_settings: dict[str
 
 
 def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
-                      url_setting: str = "endpoint") -> dict[str, Any]:
+                      url_setting: str = "endpoint",
+                      peer_command: Callable[[Path], Sequence[str]] | None = None,
+                      ) -> dict[str, Any]:
     """One push mailing to the group through running workers and a fresh peer
-    (`tests.peers.<provider>` in its own process, reached at its `url_setting`).
+    (`tests.peers.<provider>` in its own process, or PeerProcess's `peer_command`, reached at
+    its `url_setting`).
 
     Raises unless every message was sent and the peer accepted exactly as many pushes.
     """
     mailings_clear()
     broker_flush()
-    with PeerProcess(provider, url_setting=url_setting) as peer:
+    with PeerProcess(provider, url_setting=url_setting, command=peer_command) as peer:
         mailing = push_mailing_create(target_group=target_group, gateway_settings=peer.settings,
                                       provider=provider)
         expected = StaticListMember.objects.filter(

@@ -153,6 +153,29 @@ def test_dispatch_push_sends_every_push_through_workers_and_measures_the_peer(be
 
 @pytest.mark.slow
 @pytest.mark.pipeline
+def test_dispatch_apns_sends_every_push_through_workers_and_measures_both_peers(
+        bench_environment):
+    from bench.apns import dispatch_apns
+    from bench.options import Options
+    from tests.members.factories import MemberFactory
+
+    MemberFactory.create_batch(30)
+
+    measured = dispatch_apns(Options(messages=25, runs=1))
+
+    # every push was sent and counted by the Node.js peer (the scenario raises otherwise)
+    assert measured.n == 25
+    assert measured.value > 0
+    assert measured.extra["peer_ceiling"] > 0 and measured.extra["python_peer_ceiling"] > 0
+    assert measured.extra["adapter_alone_one_stream"] > 0
+    assert measured.extra["adapter_alone_streams"] > 0
+    line = json.loads(result_line(scenario="dispatch_apns", unit="msg/s", target=2000,
+                                  measured=measured))
+    assert list(line)[:6] == FIXED_KEYS
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_dispatch_smpp_sends_every_sms_through_workers_and_measures_the_smsc(bench_environment):
     from bench.options import Options
     from bench.smpp import dispatch_smpp

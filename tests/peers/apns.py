@@ -18,8 +18,9 @@ APNs's `{"reason": ...}` body.
 `script` answers chosen device tokens with an error instead: `bad_token` (400 BadDeviceToken),
 `other_app` (400 DeviceTokenNotForTopic), `unregistered` (410 Unregistered with the time the
 token stopped being valid), `throttled` (429 TooManyRequests, with Retry-After when a number is
-given), `unavailable` (503 ServiceUnavailable), `failing` (500 InternalServerError) or `stalled`
-(accepted and recorded, the reply held back `stall_seconds`). `expire_provider_tokens()` makes
+given), `unavailable` (503 ServiceUnavailable), `failing` (500 InternalServerError), `stalled`
+(accepted and recorded, the reply held back `stall_seconds`) or `dropped` (accepted and
+recorded, then the connection closed with no reply). `expire_provider_tokens()` makes
 every JWT seen so far answer 403 ExpiredProviderToken, as if its hour had passed.
 
 It counts TLS connections, requests, the distinct JWTs it saw and the most requests one
@@ -27,6 +28,12 @@ connection had waiting for their reply at once (streams in flight). `ApnsPeer().
 from a thread (tests); `python -m tests.peers.apns --settings-out F` serves from its own process
 (benchmarks) with `GET /_peer/stats` on a plain-HTTP side port, named by the `stats_url` entry
 of the settings it writes, and takes the bench's device tokens (`bench-push:` + 64 hex digits).
+
+This peer is for behaviour, in the tests. Pure-Python HTTP/2 costs it about 0.4 ms of CPU per
+request, a core at 2,300 requests/s, so beside the workers on a 2-core machine it would
+measure itself, not the client: the bench's mailings go to apns_node.js (Node's nghttp2, 0.1
+to 0.2 ms per push), which makes the same checks of the bench's pushes and scripts nothing;
+`node_peer_command` writes its TLS files and provider key and gives its command line.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ UUID_FORMAT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 # What the bench's devices are called (bench/push.py TOKEN_PREFIX); a process peer takes them
 # when what follows is a well-formed token.
 BENCH_TOKEN_PREFIX = "bench-push:"
+_DROP = 0  # the status `answer` gives a push whose connection is to be closed unanswered
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class Scripted:
     unavailable: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
     stalled: set[str] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
     stall_seconds: float = 5.0
 
 
@@ -299,6 +308,8 @@ class ApnsPeer(ThreadedAiohttpPeer):
             if not connection.pushed:
                 connection.pushed = True
                 self.pushing_connections += 1
+        if token in self.script.dropped:
+            return _DROP, reply_headers, b"", 0.0
         hold = self.script.stall_seconds if token in self.script.stalled else 0.0
         return 200, reply_headers, b"", hold
 
@@ -430,7 +441,9 @@ class _Http2Connection(asyncio.Protocol):
         with self.peer.lock:
             self.peer.most_unanswered = max(self.peer.most_unanswered, self._unanswered)
         status, reply_headers, reply_body, hold = self.peer.answer(headers, bytes(body), self)
-        if hold:
+        if status == _DROP:
+            self.abort()
+        elif hold:
             asyncio.get_running_loop().call_later(
                 hold, self._reply, stream_id, status, reply_headers, reply_body)
         else:
@@ -453,6 +466,27 @@ class _Http2Connection(asyncio.Protocol):
         data = self._h2.data_to_send()
         if data and self._transport is not None:
             self._transport.write(data)
+
+
+def node_peer_command(folder: Path, *, topic: str = "club.engage.app",
+                      token_prefix: str = BENCH_TOKEN_PREFIX) -> list[str]:
+    """The command line of the Node.js peer (apns_node.js, for throughput), its test
+    certificates and a new provider key (with a key id and team id) written to `folder`."""
+    certificates = certificates_make()
+    provider_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    files = {"ca": ("ca.pem", certificates.ca_pem),
+             "cert": ("server.pem", certificates.cert_pem),
+             "key": ("server-key.pem", certificates.key_pem),
+             "provider-key": ("provider.p8", provider_key)}
+    arguments = ["node", str(Path(__file__).with_name("apns_node.js"))]
+    for option, (name, content) in files.items():
+        (folder / name).write_bytes(content)
+        arguments += [f"--{option}", str(folder / name)]
+    return [*arguments, "--key-id", secrets.token_hex(5).upper(),
+            "--team-id", secrets.token_hex(5).upper(), "--topic", topic,
+            "--token-prefix", token_prefix]
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -317,10 +318,22 @@ def test_a_push_left_unanswered_past_the_timeout_is_in_doubt(apns_peer):
     results = _send(_gateway(apns_peer.gateway_settings(timeout=1)),
                     [_push(n) for n in (1, 2, 3)])
 
-    assert [r.ok for r in results] == [True, False, True]
+    assert [r.ok for r in results] == [True, False, True], [str(r.error) for r in results]
     assert results[1].error.in_doubt and not results[1].error.permanent
     # APNs did take it: resending would push it twice.
     assert _token(2) in {p.token for p in apns_peer.received}
+
+
+def test_a_push_whose_connection_drops_unanswered_is_in_doubt_and_never_sent_twice(apns_peer):
+    # libcurl on its own would send it again on a fresh connection: the peer saw it twice.
+    apns_peer.script.dropped.add(_token(2))
+
+    results = _send(_gateway(apns_peer.gateway_settings(concurrency=1)),
+                    [_push(n) for n in (1, 2, 3)])
+
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error.in_doubt and not results[1].error.permanent
+    assert sorted(p.token for p in apns_peer.received) == [_token(1), _token(2), _token(3)]
 
 
 def test_an_unreachable_endpoint_is_transient_and_nothing_is_in_doubt(apns_peer):
@@ -332,6 +345,21 @@ def test_an_unreachable_endpoint_is_transient_and_nothing_is_in_doubt(apns_peer)
     assert results[0].error.code == "connect_failed"
 
 
+def test_a_tls_handshake_past_the_connect_timeout_is_transient_and_nothing_is_in_doubt(
+        apns_peer):
+    # A listener that takes the TCP connection and never says a word of TLS.
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        settings = apns_peer.gateway_settings(
+            endpoint=f"https://127.0.0.1:{mute.getsockname()[1]}", connect_timeout=0.5)
+
+        results = _send(_gateway(settings), [_push(n) for n in range(3)])
+
+    assert all(not r.error.permanent and not r.error.in_doubt for r in results)
+    assert {r.error.code for r in results} == {"connect_failed"}
+
+
 def test_a_server_whose_certificate_is_not_trusted_gets_no_push(apns_peer):
     settings = apns_peer.gateway_settings()
     del settings["ca_file"]  # the public CAs do not know the peer's test CA
@@ -339,7 +367,7 @@ def test_a_server_whose_certificate_is_not_trusted_gets_no_push(apns_peer):
     results = _send(_gateway(settings), [_push(1)])
 
     assert results[0].error.code == "connect_failed"
-    assert "CERTIFICATE_VERIFY_FAILED" in results[0].error.message
+    assert "unable to get local issuer certificate" in results[0].error.message  # OpenSSL's
     assert apns_peer.requests == 0
 
 
