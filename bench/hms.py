@@ -15,11 +15,13 @@ import json
 from bench.options import Options
 from bench.peers import PeerProcess
 from bench.push import (
+    ALONE_PUSHES,
     BODY,
     CEILING_CONCURRENCY,
     CONCURRENCY,
     TOKEN_LENGTH,
     TOKEN_PREFIX,
+    push_adapter_alone,
     push_mailing_runs,
     requests_per_second,
 )
@@ -77,6 +79,9 @@ def dispatch_hms(options: Options) -> Measured:
                                              platform=Device.Platform.HMS)
     with PeerProcess("hms", url_setting="endpoint") as peer:
         single, multicast = peer_ceilings(settings=peer.settings, messages=options.messages)
+        alone = push_adapter_alone(
+            provider="hms", settings=peer.settings,
+            addresses=[_token(n) for n in range(min(options.messages, ALONE_PUSHES))])
     return Measured(runs[-1]["sent"], value, options.runs, {
         "what": WHAT.format(n=runs[-1]["sent"], concurrency=CONCURRENCY),
         "per_run": per_run,
@@ -89,4 +94,5 @@ def dispatch_hms(options: Options) -> Measured:
         "peer_multicast_ceiling_what": f"tokens/s, {MULTICAST_TOKENS} tokens per request, "
                                        f"{MULTICAST_CONCURRENCY} requests in flight: what "
                                        "multicast would reach for identical pushes",
+        **alone,
     })

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from django.utils import timezone
 from bench.database import broker_flush
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
-from bench.peers import PeerProcess
+from bench.peers import PeerProcess, batch_rate
 from bench.results import Measured, median_of
 from bench.workers import CeleryWorkers
 from campaigns.models import StaticList, StaticListMember, TargetGroup
+from communications.gateways import GatewayConfig, OutboundMessage, gateway_for
+from communications.gateways.http_sms import DEFAULT_CONCURRENCY
 from communications.models import Gateway, Mailing, Message, QuietHours, Template
 from members.models import Consent, ConsentEvent, Device, Member
 
@@ -268,3 +271,30 @@ def requests_per_second(*, url: str, headers: dict[str, str], bodies: list[bytes
             return len(bodies) / (time.perf_counter() - start)
 
     return asyncio.run(run())
+
+
+# Pushes of the measurements of an adapter alone: enough for a steady figure, few enough for
+# the one-connection run to stay short.
+ALONE_PUSHES = 2000
+
+
+def push_adapter_alone(*, provider: str, settings: dict[str, Any],
+                       addresses: Sequence[str]) -> dict[str, float]:
+    """Pushes/s of one batch through the adapter in this process (no workers, no database) to
+    `addresses`: one request at a time on one connection, and with the adapter's own
+    concurrency (HttpBatchGateway's default)."""
+    batch = [OutboundMessage(message_id=n, address=address,
+                             subject="Ann, your points are waiting", body=BODY)
+             for n, address in enumerate(addresses, start=1)]
+
+    def rate(concurrency: int) -> float:
+        return batch_rate(gateway_for(GatewayConfig(
+            gateway_id=0, channel="push", provider=provider,
+            settings={**settings, "concurrency": concurrency}, sender="",
+            price_per_message=Decimal(0))), batch)
+
+    return {"adapter_alone_one_connection": round(rate(1), 3),
+            "adapter_alone_concurrency": round(rate(DEFAULT_CONCURRENCY), 3),
+            "adapter_alone_what": f"one batch of {len(batch)} pushes through the adapter in "
+                                  f"this process (no workers, no database): one request at a "
+                                  f"time on one connection, vs {DEFAULT_CONCURRENCY} in flight"}

@@ -19,9 +19,11 @@ from typing import Any
 from bench.options import Options
 from bench.peers import PeerProcess
 from bench.push import (
+    ALONE_PUSHES,
     BODY,
     CEILING_CONCURRENCY,
     TOKEN_PREFIX,
+    push_adapter_alone,
     push_mailing_runs,
     requests_per_second,
 )
@@ -79,6 +81,10 @@ def dispatch_webpush(options: Options) -> Measured:
         token_sql=webpush_token_sql())
     with PeerProcess("webpush", url_setting=URL_SETTING) as peer:
         ceiling = webpush_peer_ceiling(settings=peer.settings, messages=options.messages)
+        alone = push_adapter_alone(
+            provider="webpush", settings=peer.settings,
+            addresses=[bench_subscription_json(f"{TOKEN_PREFIX}{n}")
+                       for n in range(min(options.messages, ALONE_PUSHES))])
     return Measured(runs[-1]["sent"], value, options.runs, {
         "what": WHAT.format(n=runs[-1]["sent"], port=BENCH_PORT, workers=WORKER_CONCURRENCY),
         "per_run": per_run,
@@ -87,4 +93,5 @@ def dispatch_webpush(options: Options) -> Measured:
         "peer_ceiling_what": f"a bare aiohttp client, {CEILING_CONCURRENCY} requests in flight "
                              "on one process, bodies encrypted beforehand, one VAPID JWT; the "
                              "peer verifies and decrypts each",
+        **alone,
     })

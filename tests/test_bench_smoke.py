@@ -176,6 +176,27 @@ def test_dispatch_apns_sends_every_push_through_workers_and_measures_both_peers(
 
 @pytest.mark.slow
 @pytest.mark.pipeline
+@pytest.mark.parametrize("scenario", ["dispatch_hms", "dispatch_webpush"])
+def test_push_provider_scenario_sends_every_push_and_measures_the_adapter_alone(
+        bench_environment, scenario):
+    from bench import hms, webpush
+    from bench.options import Options
+    from tests.members.factories import MemberFactory
+
+    MemberFactory.create_batch(30)
+    module = hms if scenario == "dispatch_hms" else webpush
+
+    measured = getattr(module, scenario)(Options(messages=25, runs=1))
+
+    # every push was sent and counted by the peer (the scenario raises otherwise)
+    assert measured.n == 25 and measured.value > 0
+    assert measured.extra["peer_ceiling"] > 0
+    assert measured.extra["adapter_alone_one_connection"] > 0
+    assert measured.extra["adapter_alone_concurrency"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_dispatch_smpp_sends_every_sms_through_workers_and_measures_the_smsc(bench_environment):
     from bench.options import Options
     from bench.smpp import dispatch_smpp
