@@ -17,6 +17,7 @@ what each must look like, and which are secret (never shown again, only masked);
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,6 +86,19 @@ class Connector(Protocol):
 
 
 USER_AGENT = "Engage-Webhooks/1"
+
+
+def json_body(data: Any) -> bytes:
+    """A request body as every connector sends it: compact JSON, anything not JSON (a
+    Decimal, a date in a payload) as its text."""
+    return json.dumps(data, separators=(",", ":"), default=str).encode()
+
+
+def json_request(url: str, data: Any, *, headers: dict[str, str],
+                 content_type: str = "application/json") -> OutgoingRequest:
+    """A POST of `data` as JSON with the platform's own `headers` (authorization, ...)."""
+    return OutgoingRequest(url, {**headers, "content-type": content_type,
+                                 "user-agent": USER_AGENT}, json_body(data))
 
 
 def basic_auth(user: str, password: str) -> str:

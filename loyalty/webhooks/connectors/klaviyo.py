@@ -9,7 +9,6 @@ required); Klaviyo answers 202 Accepted."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import ClassVar
@@ -17,7 +16,6 @@ from typing import ClassVar
 from django.conf import settings
 
 from loyalty.webhooks.connectors.base import (
-    USER_AGENT,
     CredentialField,
     CredentialsChecked,
     EventNotSendable,
@@ -25,6 +23,7 @@ from loyalty.webhooks.connectors.base import (
     OutgoingRequest,
     Target,
     event_title,
+    json_request,
 )
 
 # The API revision the body follows; Klaviyo keeps a revision working for two years.
@@ -59,10 +58,8 @@ class KlaviyoConnector(CredentialsChecked):
             "time": event.occurred_at.isoformat(),
             "unique_id": event.id,
         }}}
-        return OutgoingRequest(settings.ENGAGE_KLAVIYO_URL, {
+        return json_request(settings.ENGAGE_KLAVIYO_URL, body, headers={
             "authorization": f"Klaviyo-API-Key {target.credentials['api_key']}",
             "revision": REVISION,
             "accept": "application/vnd.api+json",
-            "content-type": "application/vnd.api+json",
-            "user-agent": USER_AGENT,
-        }, json.dumps(body, separators=(",", ":"), default=str).encode())
+        }, content_type="application/vnd.api+json")

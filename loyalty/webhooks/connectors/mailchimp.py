@@ -20,7 +20,6 @@ from typing import ClassVar
 from django.conf import settings
 
 from loyalty.webhooks.connectors.base import (
-    USER_AGENT,
     CredentialField,
     CredentialsChecked,
     EventNotSendable,
@@ -28,6 +27,7 @@ from loyalty.webhooks.connectors.base import (
     OutgoingRequest,
     Target,
     basic_auth,
+    json_request,
 )
 
 API_KEY = re.compile(r"[0-9a-f]{32}-[a-z]{2,4}[0-9]{1,3}")
@@ -67,8 +67,4 @@ class MailchimpConnector(CredentialsChecked):
                       for key, value in event.payload.items()}
         body = {"name": event_name(event.type), "properties": properties,
                 "occurred_at": event.occurred_at.isoformat()}
-        return OutgoingRequest(url, {
-            "authorization": basic_auth("engage", api_key),
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-        }, json.dumps(body, separators=(",", ":")).encode())
+        return json_request(url, body, headers={"authorization": basic_auth("engage", api_key)})

@@ -8,7 +8,6 @@ dropped on its side), and 400 to a body that is not JSON or over 32 KB."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import ClassVar
@@ -16,7 +15,6 @@ from typing import ClassVar
 from django.conf import settings
 
 from loyalty.webhooks.connectors.base import (
-    USER_AGENT,
     CredentialField,
     CredentialsChecked,
     EventNotSendable,
@@ -25,6 +23,7 @@ from loyalty.webhooks.connectors.base import (
     Target,
     basic_auth,
     event_title,
+    json_request,
 )
 
 WRITE_KEY = re.compile(r"[A-Za-z0-9]{16,64}")
@@ -45,8 +44,5 @@ class SegmentConnector(CredentialsChecked):
         body = {"userId": event.member.external_id, "event": event_title(event.type),
                 "properties": {**event.payload, "engage_event_version": event.version},
                 "timestamp": event.occurred_at.isoformat(), "messageId": event.id}
-        return OutgoingRequest(settings.ENGAGE_SEGMENT_URL, {
-            "authorization": basic_auth(target.credentials["write_key"], ""),
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-        }, json.dumps(body, separators=(",", ":"), default=str).encode())
+        return json_request(settings.ENGAGE_SEGMENT_URL, body, headers={
+            "authorization": basic_auth(target.credentials["write_key"], "")})

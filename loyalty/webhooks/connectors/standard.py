@@ -7,7 +7,6 @@ rotated-out secret is still valid, its signature follows, space-separated."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import ClassVar
 
@@ -19,6 +18,7 @@ from loyalty.webhooks.connectors.base import (
     OutgoingEvent,
     OutgoingRequest,
     Target,
+    json_body,
 )
 
 
@@ -33,7 +33,7 @@ class StandardConnector(CredentialsChecked):
 
     def request_build(self, event: OutgoingEvent, *, target: Target, now: datetime
                       ) -> OutgoingRequest:
-        body = json.dumps({
+        body = json_body({
             "type": event.type,
             "timestamp": now.isoformat(),
             "data": {
@@ -43,7 +43,7 @@ class StandardConnector(CredentialsChecked):
                 "payload": event.payload,
                 "version": event.version,
             },
-        }, separators=(",", ":"), default=str).encode()
+        })
         return OutgoingRequest(target.url, {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
