@@ -8,7 +8,9 @@ IPv4-mapped IPv6 included. A name that does not resolve is refused too: it canno
 
 It is checked when the URL is saved and again before each request, since a name can be made to
 resolve elsewhere later (DNS rebinding); a batch of deliveries sent together asks the resolver
-once per host (`UrlChecks`), so a batch of thousands to one platform costs one lookup.
+once per host (`UrlChecks`), so a batch of thousands to one platform costs one lookup. The
+connection itself resolves through config.ssrf.PublicAddressResolver (transport.py), so the
+addresses actually connected to are judged too. The address rule is config.ssrf's.
 ENGAGE_WEBHOOK_ALLOW_PRIVATE turns the check off, for loopback receivers in development, tests
 and benchmarks.
 """
