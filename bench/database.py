@@ -19,7 +19,7 @@ from psycopg import sql
 
 def maintenance_connection() -> psycopg.Connection[Any]:
     db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         raise RuntimeError("the benchmarks run on PostgreSQL: set DATABASE_URL=postgres://...")
     return psycopg.connect(
         dbname="postgres", user=db.get("USER") or None, password=db.get("PASSWORD") or None,

@@ -7,9 +7,11 @@ table (the next run writes them again, not timed). `TOKENS` members get an app t
 whose raw value the generator can rebuild from the member id (hashed in SQL as sign-in hashes
 it).
 
-Served: `gunicorn config.wsgi` with `WORKERS` sync workers, the production settings (DEBUG off,
+Served: `gunicorn -c config/gunicorn.conf.py config.wsgi` (production's threaded, keep-alive
+workers) with `WORKERS` workers of `THREADS` threads, the production settings (DEBUG off,
 persistent database connections), on 127.0.0.1. Loaded: `GENERATORS` processes
-(bench/loadgen.py, aiohttp), each member's calls with its own token, half of them
+(bench/loadgen.py, HTTP/1.1 on asyncio's protocols, connections kept alive), each member's calls
+with its own token, half of them
 `GET /api/v1/me/home/` (profile + active offers + unread count) and half
 `GET /api/v1/me/messages/` (the first inbox page).
 
@@ -46,12 +48,14 @@ from members.models import Member, MemberToken
 HISTORY_PER_MEMBER = 10
 HISTORY_MAILINGS = 20  # each member gets HISTORY_PER_MEMBER of these
 TOKENS = 5_000
-WORKERS = 4
+WORKERS = int(os.environ.get("BENCH_API_WORKERS", "4"))
+THREADS = int(os.environ.get("BENCH_API_THREADS", "4"))
 GENERATORS = 2
 # The offered rate of the latency runs; BENCH_API_RATE changes it (to find where latency
 # holds below the rate the issue asks for).
 RATE = int(os.environ.get("BENCH_API_RATE", "500"))
 DURATION_S = 15.0
+WARM_UP_S = 20.0
 CONCURRENCY = 32
 HISTORY_PREFIX = "bench inbox history"
 TOKEN_SECRET = "bench-member-token"
@@ -177,9 +181,10 @@ class Gunicorn:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.gettempdir()) / f"engage-bench-gunicorn-{os.getpid()}.log"
-        self._command = [str(GUNICORN), "config.wsgi", "--workers", str(workers),
-                         "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
-                         "--backlog", "2048"]
+        # Production's own settings file, the bind and the size of the pool the bench's.
+        self._command = [str(GUNICORN), "-c", str(ROOT / "config" / "gunicorn.conf.py"),
+                         "config.wsgi", "--workers", str(workers), "--threads", str(THREADS),
+                         "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Gunicorn:
@@ -261,7 +266,7 @@ def api_member_home_p95(options: Options) -> Measured:
     with Gunicorn(workers=WORKERS) as server:
         # Warm-up: every worker opens its database connection, and the members' rows and index
         # pages are read once (the bulk write left them out of the caches).
-        load_run(url=server.url, member_ids=member_ids, rate=None, duration=20,
+        load_run(url=server.url, member_ids=member_ids, rate=None, duration=WARM_UP_S,
                  concurrency=CONCURRENCY)
         # Closed loop before the open-loop runs: an overloaded open-loop run leaves a backlog
         # of connections whose clients gave up, which the server would still work through.
@@ -282,7 +287,8 @@ def api_member_home_p95(options: Options) -> Measured:
                 f"{options.members} members with {HISTORY_PER_MEMBER} messages each, {offers} "
                 f"live app offers ({sum(a is not None for a in OFFER_AUDIENCES)} of them for "
                 f"audiences the member is tested for); gunicorn "
-                f"x{WORKERS} sync workers, DEBUG off; {GENERATORS} aiohttp load generators on "
+                f"x{WORKERS} gthread workers x{THREADS} threads, keep-alive, DEBUG off; "
+                f"{GENERATORS} load generators (bench/loadgen.py, asyncio) on "
                 "the same 2 cores",
         "per_run": per_run,
         "inbox_p95_ms": inbox_p95,

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import PromoContent, TargetGroup
 from campaigns.rules import rules_compile, rules_members
-from config.sql import ModelRows
+from config.sql import ModelRows, prepared_cursor
 from members.models import Channel, Member
 from members.selectors import member_reachable
 
@@ -188,7 +188,7 @@ def offers_shown(*, member: Member, placement: str | None = None,
         sql += " AND o.id = %s"
         params.append(offer_id)
     sql += f" ORDER BY o.priority DESC, o.starts_at, o.id LIMIT {OFFERS_CANDIDATES_MAX}"
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     live: list[PromoContent] = []
@@ -243,7 +243,7 @@ def target_groups_holding(*, member_id: int, target_groups: Iterable[TargetGroup
         ids.append(group.pk)
     if not checks:
         return set()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(checks)}", params)
         row = cursor.fetchone()
     return {pk for pk, inside in zip(ids, row, strict=True) if inside}

@@ -263,3 +263,30 @@ def test_webhook_delivery_delivers_every_event_through_workers_and_measures_late
     assert not WebhookSubscription.objects.exists()
     assert not WebhookDelivery.objects.exists()
     assert not Event.objects.filter(payload__bench="webhook_delivery").exists()
+
+
+@pytest.mark.slow
+def test_api_member_home_serves_both_calls_under_load_from_the_generators(bench_environment,
+                                                                          monkeypatch):
+    from bench import member_api
+    from bench.options import Options
+    from tests.loyalty.factories import TierFactory
+    from tests.members.factories import MemberFactory
+
+    TierFactory(code="gold")  # an offer's audience names it, as the seed's tiers do
+    MemberFactory.create_batch(8)
+    for name, seconds in (("WARM_UP_S", 1.0), ("DURATION_S", 2.0)):
+        monkeypatch.setattr(member_api, name, seconds)
+    monkeypatch.setattr(member_api, "RATE", 100)
+
+    measured = member_api.api_member_home_p95(Options(members=8, runs=1))
+
+    calls = measured.extra["calls_last_run"]
+    assert measured.extra["errors_per_run"] == [{}]
+    assert measured.extra["max_errors"] == {}
+    assert calls["home"]["requests"] > 0 and calls["inbox"]["requests"] > 0
+    assert 0 < calls["home"]["p50_ms"] <= calls["home"]["p95_ms"] == measured.value
+    assert measured.extra["max_requests_per_s"] > 0
+    line = json.loads(result_line(scenario="api_member_home_p95", unit="ms", target=25,
+                                  measured=measured))
+    assert list(line)[:6] == FIXED_KEYS

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 
 from communications.models import CascadeStep, Mailing, Message, Template
 from communications.renderers import MEMBER_VALUE_PATHS, CompiledTemplate, member_context
-from config.sql import ModelRows, where_sql
+from config.sql import ModelRows, prepared_cursor, where_sql
 from members.models import Channel, Member
 
 Status = Message.Status
@@ -103,7 +102,7 @@ def member_unread_count(*, member_id: int) -> int:
     """How many of the member's app messages are not read yet (the home call's badge): an
     index-only scan of message_unread_idx, whose predicate UNREAD is."""
     unread, params = _inbox_where()["unread"]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table} "
                        f"WHERE {unread} AND member_id = %s", [*params, member_id])
         return cursor.fetchone()[0]
@@ -154,7 +153,7 @@ def inbox_page(*, member_id: int, limit: int, channel: str | None = None,
         order = "ASC"
     # Unaliased: member_inbox's compiled conditions name the table itself.
     quoted = f'"{table}"'
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {_PAGE_MESSAGES.select(quoted)}, {_PAGE_TEMPLATES.select('t')} "
             f"FROM {quoted} "

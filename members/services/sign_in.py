@@ -24,11 +24,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from config.sql import ModelRows
+from config.sql import ModelRows, prepared_cursor
 from members import hooks
 from members.models import Member, MemberToken, SignInCode
 from members.services.phones import phone_normalize
@@ -187,7 +187,7 @@ def member_token_member(raw: str) -> tuple[Member, MemberToken] | None:
     """The active member and live token a raw token stands for, or None."""
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_TOKEN_MEMBER_SQL, [_token_hash(raw), Member.Status.ACTIVE])
         row = cursor.fetchone()
     if row is None:
