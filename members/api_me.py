@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -62,6 +63,9 @@ ErrorSerializer = inline_serializer("MemberError", {
 class MemberApiView(APIView):
     authentication_classes = [MemberTokenAuthentication, MemberSessionAuthentication]
     permission_classes = [IsMember]
+    # JSON only: the app and the account pages' scripts are the callers, and choosing between
+    # renderers (the browsable API's HTML) cost every call a parse of its Accept header.
+    renderer_classes = [JSONRenderer]
 
 
 class SignInRequestSerializer(serializers.Serializer):
