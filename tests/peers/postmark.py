@@ -2,18 +2,26 @@
 Postmark's tracking webhooks back.
 
 It speaks what django-anymail's Postmark backend meets in production:
-- `POST /email` (one message) and `POST /email/batch` (a list of up to 500): the
-  `X-Postmark-Server-Token` header checked (401 ErrorCode 10 when wrong), then per message
-  `{"To", "SubmittedAt", "MessageID", "ErrorCode": 0, "Message": "OK"}`, or Postmark's
-  refusals for the addresses a test lists in `script.invalid` (ErrorCode 300, "Invalid 'To'
-  address") and `script.inactive` (ErrorCode 406, inactive recipient); a single `/email` answers
-  those with HTTP 422, a batch with 200 and the error in that message's entry.
+- `POST /email` (one message) and `POST /email/batch` (a JSON array of up to 500 distinct
+  messages, each with its own To, Subject, bodies, Headers and Metadata): the
+  `X-Postmark-Server-Token` header checked (401 ErrorCode 10 when wrong), a body that is not
+  JSON refused (422 ErrorCode 402), a batch of more than 500 refused whole (422 ErrorCode 410,
+  "too many batch messages"); then per message `{"To", "SubmittedAt", "MessageID",
+  "ErrorCode": 0, "Message": "OK"}`, or Postmark's refusals: no To (ErrorCode 300, "Zero
+  recipients specified") and the addresses a test lists in `script.invalid` (ErrorCode 300,
+  "Invalid 'To' address") and `script.inactive` (ErrorCode 406, inactive recipient). A single
+  `/email` answers those with HTTP 422; a batch answers HTTP 200 with an array of one entry per
+  message in the order sent, a refused message's entry holding only its ErrorCode and Message,
+  and the others accepted, as Postmark does.
 - `script.throttled` (429, Retry-After `script.throttle_retry_after` when set),
   `script.failing` (500) and `script.stalled` (accepted and recorded, the reply held back
-  `script.stall_seconds`, past the client's timeout), each for the listed addresses;
+  `script.stall_seconds`, past the client's timeout), each for the listed addresses: a batch
+  holding one of them is answered so as a whole (429 and 500 accept none of it);
   `script.slow` accepted and answered after `script.slow_seconds`, within the client's timeout
-  (messages on their way side by side). `max_in_flight`: the most `/email` requests it held at
-  once.
+  (calls on their way side by side); `script.garbled` accepted and recorded, answered 200 with
+  a body that is not Postmark's JSON (a proxy's page). `max_in_flight`: the most send requests
+  (`/email`, `/email/batch`, Mailgun's messages) it held at once; `batch_sizes`: the number of
+  messages of each `/email/batch` call, in the order they came.
 - `POST /v3/{domain}/messages`: Mailgun's send API on the same server (basic auth "api" and
   `mailgun_api_key`, a form with `v:` variables and `h:` headers; 400 for `script.invalid`), so
   the adapter is shown speaking to a second ESP through the same code.
@@ -33,6 +41,7 @@ import base64
 import itertools
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +52,7 @@ from aiohttp import web
 from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
 
 BATCH_LIMIT = 500
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @dataclass(frozen=True)
@@ -72,12 +82,18 @@ class Scripted:
     stall_seconds: float = 5.0
     slow: set[str] = field(default_factory=set)
     slow_seconds: float = 0.3
+    garbled: set[str] = field(default_factory=set)
 
 
 def _error(status: int, code: int, message: str,
            headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"ErrorCode": code, "Message": message}, status=status,
                              headers=headers)
+
+
+def _garbled() -> web.Response:
+    return web.Response(status=200, text="<html><body>upstream sent no reply</body></html>",
+                        content_type="text/html")
 
 
 def _now() -> str:
@@ -98,6 +114,7 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         self._connections: set[tuple[str, int]] = set()
         self._in_flight = 0
         self._max_in_flight = 0
+        self._batch_sizes: list[int] = []
         self._event_ids = itertools.count(1)
 
     # --- what tests read -------------------------------------------------------------------
@@ -124,9 +141,15 @@ class PostmarkPeer(ThreadedAiohttpPeer):
 
     @property
     def max_in_flight(self) -> int:
-        """The most `POST /email` requests the peer was answering at the same time."""
+        """The most send requests the peer was answering at the same time."""
         with self.lock:
             return self._max_in_flight
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """How many messages each `POST /email/batch` carried, in the order they came."""
+        with self.lock:
+            return list(self._batch_sizes)
 
     def gateway_settings(self, **overrides: Any) -> dict[str, Any]:
         return {"esp": "postmark", "server_token": self.server_token, "api_url": self.url,
@@ -141,9 +164,9 @@ class PostmarkPeer(ThreadedAiohttpPeer):
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/email", self._email)
-        app.router.add_post("/email/batch", self._batch)
-        app.router.add_post("/v3/{domain}/messages", self._mailgun)
+        app.router.add_post("/email", self._in_flight_counted(self._email))
+        app.router.add_post("/email/batch", self._in_flight_counted(self._batch))
+        app.router.add_post("/v3/{domain}/messages", self._in_flight_counted(self._mailgun))
         app.router.add_get("/server", self._server)
         app.router.add_get("/v3/domains/{domain}", self._mailgun_domain)
         app.router.add_get("/_peer/stats", self._stats)
@@ -184,7 +207,8 @@ class PostmarkPeer(ThreadedAiohttpPeer):
             return _error(500, 500, "Internal server error.")
         return None
 
-    def _answer(self, message: Any, endpoint: str) -> tuple[dict[str, Any], bool]:
+    def _answer(self, message: Any, endpoint: str,
+                submitted_at: str = "") -> tuple[dict[str, Any], bool]:
         """Postmark's entry for one message, and whether it was accepted."""
         if not isinstance(message, dict) or not message.get("To"):
             return {"ErrorCode": 300, "Message": "Zero recipients specified"}, False
@@ -208,20 +232,23 @@ class PostmarkPeer(ThreadedAiohttpPeer):
                 html_body=str(message.get("HtmlBody", "")), headers=headers,
                 metadata=dict(message.get("Metadata") or {}), tag=str(message.get("Tag", "")),
                 message_id=message_id, endpoint=endpoint))
-        return {"To": to, "SubmittedAt": _now(), "MessageID": message_id, "ErrorCode": 0,
-                "Message": "OK"}, True
+        return {"To": to, "SubmittedAt": submitted_at or _now(), "MessageID": message_id,
+                "ErrorCode": 0, "Message": "OK"}, True
+
+    def _in_flight_counted(self, handler: Handler) -> Handler:
+        async def counted(request: web.Request) -> web.Response:
+            with self.lock:
+                self._in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            try:
+                return await handler(request)
+            finally:
+                with self.lock:
+                    self._in_flight -= 1
+
+        return counted
 
     async def _email(self, request: web.Request) -> web.Response:
-        with self.lock:
-            self._in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, self._in_flight)
-        try:
-            return await self._email_answer(request)
-        finally:
-            with self.lock:
-                self._in_flight -= 1
-
-    async def _email_answer(self, request: web.Request) -> web.Response:
         message, refused = await self._read(request)
         if refused is not None:
             return refused
@@ -234,22 +261,34 @@ class PostmarkPeer(ThreadedAiohttpPeer):
             await asyncio.sleep(self.script.stall_seconds)
         if accepted and address in self.script.slow:
             await asyncio.sleep(self.script.slow_seconds)
+        if accepted and address in self.script.garbled:
+            return _garbled()
         return web.json_response(answer, status=200 if accepted else 422)
 
     async def _batch(self, request: web.Request) -> web.Response:
         messages, refused = await self._read(request)
         if refused is not None:
             return refused
-        if not isinstance(messages, list) or len(messages) > BATCH_LIMIT:
-            return _error(422, 300, f"A batch must be a list of at most {BATCH_LIMIT} "
-                                    "messages.")
-        addresses = [_addr_spec(str(m.get("To", ""))) for m in messages if isinstance(m, dict)]
-        failure = self._http_failure(addresses)
+        if not isinstance(messages, list):
+            return _error(422, 403, "The batch must be a JSON array of messages.")
+        if len(messages) > BATCH_LIMIT:
+            return _error(422, 410, f"Too many batch messages: {len(messages)}, the limit is "
+                                    f"{BATCH_LIMIT}.")
+        with self.lock:
+            self._batch_sizes.append(len(messages))
+        addresses = {_addr_spec(str(m.get("To", ""))) for m in messages if isinstance(m, dict)}
+        failure = self._http_failure(list(addresses))
         if failure is not None:
             return failure
-        answers = [self._answer(message, "/email/batch")[0] for message in messages]
-        if any(a in self.script.stalled for a in addresses):
+        submitted_at = _now()
+        answers = [self._answer(message, "/email/batch", submitted_at)[0]
+                   for message in messages]
+        if addresses & self.script.stalled:
             await asyncio.sleep(self.script.stall_seconds)
+        if addresses & self.script.slow:
+            await asyncio.sleep(self.script.slow_seconds)
+        if addresses & self.script.garbled:
+            return _garbled()
         return web.json_response(answers)
 
     async def _server(self, request: web.Request) -> web.Response:
@@ -280,6 +319,8 @@ class PostmarkPeer(ThreadedAiohttpPeer):
         failure = self._http_failure([address])
         if failure is not None:
             return failure
+        if address in self.script.slow:
+            await asyncio.sleep(self.script.slow_seconds)
         domain = request.match_info["domain"]
         message_id = f"<{uuid.uuid4().hex}@{domain}>"
         with self.lock:

@@ -83,31 +83,54 @@ def test_a_batch_is_sent_with_the_esps_message_ids(postmark_peer):
     assert all(r.cost == Decimal("0.0008") for r in results)
 
 
-def test_a_concurrency_of_one_sends_the_batch_over_one_connection(postmark_peer):
-    results = _send(postmark_peer.gateway_settings(concurrency=1),
-                    [_outbound(n) for n in (1, 2, 3)])
+def test_a_postmark_batch_goes_out_in_one_batch_call_per_batch_size_messages(postmark_peer):
+    results = _send(postmark_peer.gateway_settings(batch_size=2),
+                    [_outbound(n) for n in range(1, 6)])
+
+    assert all(r.ok for r in results)
+    assert sorted(postmark_peer.batch_sizes) == [1, 2, 2]  # calls side by side: any order
+    assert {s.endpoint for s in postmark_peer.sent} == {"/email/batch"}
+    assert postmark_peer.requests == 3
+
+
+def test_a_concurrency_of_one_sends_the_calls_over_one_connection_one_at_a_time(
+        postmark_peer):
+    results = _send(postmark_peer.gateway_settings(concurrency=1, batch_size=2),
+                    [_outbound(n) for n in range(1, 6)])
 
     assert all(r.ok for r in results)
     assert postmark_peer.connections == 1
     assert postmark_peer.max_in_flight == 1
 
 
-def test_a_batch_goes_over_as_many_connections_at_once_as_the_concurrency(postmark_peer):
+def test_batch_calls_go_over_as_many_connections_at_once_as_the_concurrency(postmark_peer):
     batch = [_outbound(n) for n in range(1, 9)]
     postmark_peer.script.slow.update(m.address for m in batch)
 
-    results = _send(postmark_peer.gateway_settings(concurrency=4), batch)
+    results = _send(postmark_peer.gateway_settings(concurrency=4, batch_size=2), batch)
 
     assert all(r.ok for r in results)
     assert postmark_peer.max_in_flight == 4
     assert postmark_peer.connections == 4
 
 
-def test_results_keep_the_batch_order_when_later_messages_are_answered_first(postmark_peer):
+def test_a_per_message_esp_sends_as_many_messages_at_once_as_the_concurrency(postmark_peer):
+    batch = [_outbound(n) for n in range(1, 9)]
+    postmark_peer.script.slow.update(m.address for m in batch)
+
+    results = _send(postmark_peer.mailgun_settings(concurrency=4), batch)
+
+    assert all(r.ok for r in results)
+    assert postmark_peer.max_in_flight == 4
+    assert postmark_peer.connections == 4
+    assert postmark_peer.requests == 8
+
+
+def test_results_keep_the_batch_order_when_later_calls_are_answered_first(postmark_peer):
     batch = [_outbound(n) for n in range(1, 7)]
     postmark_peer.script.slow.update({batch[0].address, batch[1].address})
 
-    results = _send(postmark_peer.gateway_settings(concurrency=3), batch)
+    results = _send(postmark_peer.gateway_settings(concurrency=3, batch_size=2), batch)
 
     ids = _esp_ids(postmark_peer)
     assert [r.message_id for r in results] == [1, 2, 3, 4, 5, 6]
@@ -115,7 +138,7 @@ def test_results_keep_the_batch_order_when_later_messages_are_answered_first(pos
 
 
 def test_connections_opened_for_one_send_serve_the_next_until_close(postmark_peer):
-    gateway = _gateway(postmark_peer.gateway_settings(concurrency=2))
+    gateway = _gateway(postmark_peer.gateway_settings(concurrency=2, batch_size=1))
     gateway.open()
     try:
         for first in (1, 3):
@@ -137,8 +160,24 @@ def test_each_email_carries_metadata_and_a_message_id_that_map_back_to_the_messa
     assert sent.metadata == {"engage_message_id": "42"}
     assert sent.headers["Message-ID"].startswith("<engage.42.7@")
     assert sent.tag == "november"
-    assert (sent.to, sent.subject, sent.text_body) == ("m42@members.example.com",
-                                                       "Subject 42", "Body 42")
+    assert (sent.sender, sent.to, sent.subject, sent.text_body) == (
+        "Club <club@engage.example.com>", "m42@members.example.com", "Subject 42", "Body 42")
+
+
+def test_each_message_of_a_batch_call_keeps_its_own_fields(postmark_peer):
+    _send(postmark_peer.gateway_settings(), [
+        _outbound(1, html_body="<p>One</p>"),
+        _outbound(2, headers={"List-Unsubscribe": "<https://club.example.com/u/two>"})])
+
+    one, two = sorted(postmark_peer.sent, key=lambda s: s.to)
+    assert postmark_peer.batch_sizes == [2]
+    assert (one.subject, one.html_body, one.metadata) == (
+        "Subject 1", "<p>One</p>", {"engage_message_id": "1"})
+    assert "List-Unsubscribe" not in one.headers
+    assert (two.subject, two.html_body, two.metadata) == (
+        "Subject 2", "", {"engage_message_id": "2"})
+    assert two.headers["List-Unsubscribe"] == "<https://club.example.com/u/two>"
+    assert one.headers["Message-ID"] != two.headers["Message-ID"]
 
 
 def test_list_unsubscribe_headers_and_the_html_part_reach_the_esp(postmark_peer):
@@ -178,11 +217,39 @@ def test_an_inactive_recipient_is_rejected_for_good_with_postmarks_code(postmark
     assert "inactive" in result.error.message
 
 
+def test_an_address_anymail_cannot_parse_fails_for_good_and_the_rest_is_sent(postmark_peer):
+    batch = [_outbound(1), _outbound(2)]
+    batch[0] = OutboundMessage(message_id=1, address="nobody", subject="S", body="B")
+
+    results = _send(postmark_peer.gateway_settings(), batch)
+
+    assert results[0].error.permanent and results[0].error.code == "invalid_address"
+    assert results[1].ok
+    assert [s.to for s in postmark_peer.sent] == ["m2@members.example.com"]
+    assert postmark_peer.batch_sizes == [1]
+
+
+def test_a_sender_anymail_cannot_parse_fails_every_message_for_good(postmark_peer):
+    gateway = gateway_for(GatewayConfig(
+        gateway_id=7, channel="email", provider="anymail",
+        settings=postmark_peer.gateway_settings(), sender="Club <club@@engage>",
+        price_per_message=Decimal("0.0008")))
+    gateway.open()
+    try:
+        results = gateway.send([_outbound(1), _outbound(2)])
+    finally:
+        gateway.close()
+
+    assert all(r.error.permanent and r.error.code == "invalid_address" for r in results)
+    assert "from_email" in results[0].error.message
+    assert postmark_peer.requests == 0
+
+
 def test_a_429_is_transient_with_retry_after_and_the_rest_is_not_attempted(postmark_peer):
     postmark_peer.script.throttled.add("m2@members.example.com")
     postmark_peer.script.throttle_retry_after = 7
 
-    results = _send(postmark_peer.gateway_settings(concurrency=1),
+    results = _send(postmark_peer.gateway_settings(concurrency=1, batch_size=1),
                     [_outbound(n) for n in (1, 2, 3)])
 
     assert results[0].ok
@@ -191,6 +258,23 @@ def test_a_429_is_transient_with_retry_after_and_the_rest_is_not_attempted(postm
         assert result.error.retry_after == 7
     assert results[1].error.code == "429"
     assert [s.to for s in postmark_peer.sent] == ["m1@members.example.com"]
+    assert postmark_peer.requests == 2
+
+
+def test_a_429_on_a_batch_call_holds_all_its_messages_and_the_later_calls(postmark_peer):
+    postmark_peer.script.throttled.add("m3@members.example.com")
+    postmark_peer.script.throttle_retry_after = 7
+
+    results = _send(postmark_peer.gateway_settings(concurrency=1, batch_size=2),
+                    [_outbound(n) for n in range(1, 6)])
+
+    assert [r.ok for r in results] == [True, True, False, False, False]
+    assert [r.error.code for r in results[2:]] == ["429", "429", "429"]
+    assert all(r.error.retry_after == 7 and not r.error.permanent and not r.error.in_doubt
+               for r in results[2:])
+    assert results[4].error.message.startswith("not attempted")
+    assert sorted(s.to for s in postmark_peer.sent) == ["m1@members.example.com",
+                                                        "m2@members.example.com"]
     assert postmark_peer.requests == 2
 
 
@@ -209,7 +293,7 @@ def test_a_429_on_one_connection_stops_the_messages_not_yet_taken(postmark_peer)
     postmark_peer.script.throttled.add("m2@members.example.com")
     postmark_peer.script.throttle_retry_after = 7
 
-    results = _send(postmark_peer.gateway_settings(concurrency=2),
+    results = _send(postmark_peer.gateway_settings(concurrency=2, batch_size=1),
                     [_outbound(n) for n in (1, 2, 3, 4)])
 
     assert results[0].ok
@@ -226,42 +310,57 @@ def test_no_answer_on_one_connection_is_in_doubt_and_the_others_keep_their_answe
         postmark_peer):
     postmark_peer.script.stalled.add("m1@members.example.com")
 
-    results = _send(postmark_peer.gateway_settings(timeout=1, concurrency=2),
+    results = _send(postmark_peer.gateway_settings(timeout=1, concurrency=2, batch_size=1),
                     [_outbound(n) for n in (1, 2, 3)])
 
     assert results[0].error.in_doubt and results[0].error.code == "no_answer"
     assert results[1].ok and results[2].ok
 
 
-def test_a_500_is_transient_and_the_rest_of_the_batch_is_sent(postmark_peer):
+def test_a_500_is_transient_and_the_later_calls_are_sent(postmark_peer):
     postmark_peer.script.failing.add("m1@members.example.com")
+
+    results = _send(postmark_peer.gateway_settings(batch_size=2),
+                    [_outbound(n) for n in (1, 2, 3)])
+
+    for result in results[:2]:
+        assert not result.error.permanent and not result.error.in_doubt
+        assert result.error.code == "500"
+    assert results[2].ok
+    assert [s.to for s in postmark_peer.sent] == ["m3@members.example.com"]
+
+
+def test_no_answer_to_a_batch_call_leaves_all_its_messages_in_doubt(postmark_peer):
+    postmark_peer.script.stalled.add("m1@members.example.com")
+
+    results = _send(postmark_peer.gateway_settings(timeout=0.5, concurrency=1, batch_size=2),
+                    [_outbound(n) for n in (1, 2, 3)])
+
+    assert all(r.error.in_doubt and r.error.code == "no_answer" for r in results[:2])
+    assert sorted(s.to for s in postmark_peer.sent) == ["m1@members.example.com",
+                                                        "m2@members.example.com"]
+    # The rest is not attempted: it was not sent, so it is not in doubt.
+    assert not results[2].error.in_doubt and not results[2].error.permanent
+    assert postmark_peer.requests == 1
+
+
+def test_a_batch_reply_that_cannot_be_read_leaves_its_messages_in_doubt(postmark_peer):
+    postmark_peer.script.garbled.add("m1@members.example.com")
 
     results = _send(postmark_peer.gateway_settings(), [_outbound(n) for n in (1, 2)])
 
-    assert not results[0].error.permanent and not results[0].error.in_doubt
-    assert results[0].error.code == "500"
-    assert results[1].ok
-
-
-def test_no_answer_after_the_request_went_out_is_in_doubt(postmark_peer):
-    postmark_peer.script.stalled.add("m1@members.example.com")
-
-    results = _send(postmark_peer.gateway_settings(timeout=0.5, concurrency=1),
-                    [_outbound(n) for n in (1, 2)])
-
-    assert results[0].error.in_doubt
-    assert results[0].error.code == "no_answer"
-    assert [s.to for s in postmark_peer.sent] == ["m1@members.example.com"]
-    # The rest is not attempted: it was not sent, so it is not in doubt.
-    assert not results[1].error.in_doubt and not results[1].error.permanent
+    assert all(r.error.in_doubt and r.error.code == "bad_reply" for r in results)
+    assert len(postmark_peer.sent) == 2
 
 
 def test_a_wrong_server_token_is_transient_so_messages_wait_for_the_fix(postmark_peer):
-    results = _send(postmark_peer.gateway_settings(server_token="revoked", concurrency=1),
+    results = _send(postmark_peer.gateway_settings(server_token="revoked", concurrency=1,
+                                                   batch_size=1),
                     [_outbound(n) for n in (1, 2)])
 
     assert all(not r.ok and not r.error.permanent for r in results)
     assert results[0].error.code == "10"
+    assert results[1].error.message.startswith("not attempted")
     assert postmark_peer.requests == 1
 
 
@@ -354,6 +453,16 @@ def test_settings_accept_any_esp_anymail_has_a_backend_for():
     gateway_config_validate(channel="email", provider="anymail",
                             settings={"esp": "mailgun", "api_key": "key-123",
                                       "api_url": "https://api.eu.mailgun.net/v3"})
+
+
+@pytest.mark.parametrize("batch_size", [0, 501, 2.5, True, "500"])
+def test_settings_refuse_a_batch_size_that_is_not_a_whole_number_from_1_to_500(batch_size):
+    with pytest.raises(ValidationError) as error:
+        gateway_config_validate(channel="email", provider="anymail", settings={
+            "esp": "postmark", "server_token": "t", "batch_size": batch_size})
+
+    assert error.value.message_dict["settings"] == [
+        "batch_size: must be a whole number of messages per call, 1 to 500"]
 
 
 @pytest.mark.parametrize("concurrency", [0, 101, 2.5, True, "16"])
