@@ -1,7 +1,7 @@
 """A Web Push service and the browser behind it, on loopback (aiohttp): it hands out push
 subscriptions, checks each push as a push service does (RFC 8030, VAPID per RFC 8292) and
-decrypts it as the browser does (RFC 8291 aes128gcm, with http_ece), recording what the site's
-service worker would read.
+decrypts it as the browser does (RFC 8291 aes128gcm), recording what the site's service worker
+would read.
 
 - `subscription(n)`: the JSON of a browser's `PushSubscription.toJSON()` for this push service,
   with its own P-256 key pair and auth secret, endpoint `<url>/push/<n>`. The peer plays the
@@ -33,19 +33,22 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import itertools
 import json
 import os
+import struct
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-import http_ece
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.peers.aiohttp_peer import ThreadedAiohttpPeer, serve_main
 
@@ -85,6 +88,53 @@ class Browser:
     def keys(self) -> dict[str, str]:
         return {"p256dh": _b64url(_point(self.private_key.public_key())),
                 "auth": _b64url(self.auth)}
+
+    def decrypt(self, body: bytes) -> bytes:
+        """The plaintext of an aes128gcm push body (RFC 8188 records, keys derived as RFC
+        8291 section 3.4 says); ValueError when it does not decrypt or is malformed.
+
+        Written on cryptography's primitives, not http_ece: the benchmark's peer decrypts every
+        push on the sender's cores, and http_ece's HKDF objects and key serialization cost a
+        third more (0.135 against 0.1 ms a push). The browser's public point is kept
+        (`_public`) for the same reason. The test of the adapter checks its bodies with
+        http_ece too, so the two sides do not share one reading of the RFC.
+        """
+        if len(body) < 21:
+            raise ValueError("shorter than an aes128gcm header")
+        salt = body[:16]
+        record_size, key_length = struct.unpack("!IB", body[16:21])
+        sender_public = body[21:21 + key_length]
+        records = body[21 + key_length:]
+        if record_size < 18 or key_length != 65 or not records:
+            raise ValueError("not an aes128gcm header with a P-256 key and records")
+        shared = self.private_key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), sender_public))
+        ikm = _hmac(_hmac(self.auth, shared),
+                    b"WebPush: info\x00" + self._public + sender_public + b"\x01")
+        prk = _hmac(salt, ikm)
+        aesgcm = AESGCM(_hmac(prk, b"Content-Encoding: aes128gcm\x00\x01")[:16])
+        nonce = int.from_bytes(_hmac(prk, b"Content-Encoding: nonce\x00\x01")[:12], "big")
+        pieces = [records[i:i + record_size] for i in range(0, len(records), record_size)]
+        plaintext = []
+        for seq, record in enumerate(pieces):
+            try:
+                padded = aesgcm.decrypt((nonce ^ seq).to_bytes(12, "big"), record, None)
+            except InvalidTag as exc:
+                raise ValueError(f"record {seq} does not decrypt") from exc
+            content = padded.rstrip(b"\x00")
+            delimiter = b"\x02" if seq == len(pieces) - 1 else b"\x01"
+            if not content.endswith(delimiter):
+                raise ValueError(f"record {seq} lacks its padding delimiter {delimiter!r}")
+            plaintext.append(content[:-1])
+        return b"".join(plaintext)
+
+    @cached_property
+    def _public(self) -> bytes:
+        return _point(self.private_key.public_key())
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.digest(key, data, "sha256")
 
 
 def _bench_browser() -> Browser:
@@ -256,10 +306,8 @@ class WebPushPeer(ThreadedAiohttpPeer):
         try:
             if browser is None:
                 raise ValueError("no browser holds this subscription")
-            payload = json.loads(http_ece.decrypt(body, private_key=browser.private_key,
-                                                  auth_secret=browser.auth,
-                                                  version="aes128gcm"))
-        except (ValueError, TypeError, http_ece.ECEException) as exc:
+            payload = json.loads(browser.decrypt(body))
+        except (ValueError, TypeError) as exc:
             return web.json_response({"code": 400, "message": f"the browser could not decrypt "
                                                               f"the push: {exc!r}"}, status=400)
         location = f"{self.url}/message/{next(self._ids)}"

@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
+import http_ece
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from communications.gateways import (
     GATEWAYS,
@@ -25,11 +26,13 @@ from communications.gateways import (
 from communications.gateways.webpush import (
     DEAD_SUBSCRIPTION_CODES,
     WebPushGateway,
+    aes128gcm_encrypt,
     webpush_subscription_errors,
 )
 from config.ssrf import PrivateAddressRefused, PublicAddressResolver, address_is_public
+from members.services.devices import b64url_decode
 from tests.peers.smtp import free_port
-from tests.peers.webpush import WebPushPeer
+from tests.peers.webpush import Browser, WebPushPeer
 
 
 @pytest.fixture
@@ -63,6 +66,20 @@ def _send(gateway: BaseGateway, batch: Sequence[OutboundMessage]) -> list[SendRe
 RFC8291_P256DH = ("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6"
                   "SRpkNtoIAiw4")
 RFC8291_AUTH = "BTBZMqHH6r4Tts7J_aSIgg"
+# The rest of that example: the user agent's private key, the application server's key pair
+# and salt, and the push body they make of the plaintext.
+RFC8291_UA_PRIVATE = "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94"
+RFC8291_AS_PRIVATE = "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw"
+RFC8291_SALT = "DGv6ra1nlYgDCS1FRnbzlw"
+RFC8291_PLAINTEXT = b"When I grow up, I want to be a watermelon"
+RFC8291_BODY = ("DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCY"
+                "LocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXL"
+                "WyouBWLVWGNWQexSgSxsj_Qulcy4a-fN")
+
+
+def _p256_key(base64url: str) -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(int.from_bytes(b64url_decode(base64url), "big"),
+                                 ec.SECP256R1())
 
 
 def _subscription(endpoint: str, **keys: str) -> str:
@@ -314,6 +331,49 @@ def test_a_subscription_that_is_not_json_fails_permanently_as_dead_unsent(peer):
     assert results[0].error.code == "invalid_subscription"
     assert results[0].error.code in DEAD_SUBSCRIPTION_CODES
     assert [sub for sub, _ in peer.requests] == ["2"]
+
+
+# --- the encryption ---------------------------------------------------------------------
+
+def test_the_encryption_makes_rfc_8291s_example_body_from_its_key_and_salt():
+    body = aes128gcm_encrypt(RFC8291_PLAINTEXT, p256dh=b64url_decode(RFC8291_P256DH),
+                             auth=b64url_decode(RFC8291_AUTH),
+                             sender_key=_p256_key(RFC8291_AS_PRIVATE),
+                             salt=b64url_decode(RFC8291_SALT))
+
+    assert body == b64url_decode(RFC8291_BODY)
+
+
+@pytest.mark.parametrize("size", [0, 300, 4079, 4080, 9000])
+def test_http_ece_decrypts_a_push_body_of_one_record_or_several(size):
+    browser = Browser.new()
+    plaintext = bytes(n % 251 for n in range(size))
+
+    body = aes128gcm_encrypt(plaintext, p256dh=b64url_decode(browser.keys["p256dh"]),
+                             auth=browser.auth)
+
+    assert http_ece.decrypt(body, private_key=browser.private_key, auth_secret=browser.auth,
+                            version="aes128gcm") == plaintext
+
+
+def test_each_push_gets_its_own_key_pair_and_salt():
+    browser = Browser.new()
+    keys = {"p256dh": b64url_decode(browser.keys["p256dh"]), "auth": browser.auth}
+
+    first, second = (aes128gcm_encrypt(b"the same offer", **keys) for _ in range(2))
+
+    # header: salt (16), record size (4), key length (1), the sender's public key (65)
+    assert first[:16] != second[:16]
+    assert first[21:86] != second[21:86]
+
+
+def test_the_peers_browser_reads_rfc_8291s_example_and_refuses_it_altered():
+    browser = Browser(_p256_key(RFC8291_UA_PRIVATE), b64url_decode(RFC8291_AUTH))
+    body = b64url_decode(RFC8291_BODY)
+
+    assert browser.decrypt(body) == RFC8291_PLAINTEXT
+    with pytest.raises(ValueError, match="does not decrypt"):
+        browser.decrypt(body[:-1] + bytes([body[-1] ^ 1]))
 
 
 # --- the subscription rule ----------------------------------------------------------------
