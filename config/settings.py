@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # django-auditlog, with Engage's admin screen and Celery hooks (config/audit.py).
+    "config.audit.AuditlogConfig",
     "members",
     "loyalty",
     "campaigns",
@@ -81,6 +83,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The audit log's actor and address (after authentication, which sets request.user).
+    "config.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -391,6 +395,36 @@ ENGAGE_SEGMENT_SPLIT_MIN = env.int("ENGAGE_SEGMENT_SPLIT_MIN", default=200_000)
 ENGAGE_IDEMPOTENCY_TTL = timedelta(seconds=env.int("ENGAGE_IDEMPOTENCY_TTL", default=86_400))
 ENGAGE_API_KEY_ROTATION_GRACE = timedelta(
     seconds=env.int("ENGAGE_API_KEY_ROTATION_GRACE", default=86_400))
+
+# --- audit log (django-auditlog, config/audit.py) -----------------------------------------
+# Who changed what and when, with the before and after of each changed field, for the models
+# the back office is accountable for. Left out: what the pipeline writes on its own (a
+# mailing's run times, a gateway's health, positions in the event log), which would bury
+# people's changes; masked whole: sealed secrets, so an entry says a secret was set or
+# changed and never what it is; left out: the API key's hash.
+# Consents are not here: `Consent` is the current state derived from the `ConsentEvent`
+# ledger, which already records every grant and withdrawal with its actor (the staff user),
+# source, time, address and wording, is never changed, and is written by bulk imports that
+# no signal sees. A log of `Consent` rows would repeat each ledger row less completely and
+# put a read and a write on the member's own preferences call.
+_MAILING_RUN_FIELDS = ["started_at", "completed_at", "failure_reason", "last_dispatch_at",
+                       "messages_expired_at"]
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    "campaigns.Campaign",
+    {"model": "campaigns.TargetGroup", "exclude_fields": ["updated_at"]},
+    # The state stays: a person's schedule, pause, resume and cancel are logged; the
+    # pipeline's moves of it happen in Celery tasks, which write no entries (config/audit.py).
+    {"model": "communications.Mailing", "exclude_fields": _MAILING_RUN_FIELDS},
+    {"model": "communications.Trigger", "exclude_fields": ["read_until"]},
+    {"model": "communications.Template", "exclude_fields": ["updated_at"]},
+    {"model": "communications.Gateway", "mask_fields": ["secrets"],
+     "exclude_fields": ["last_health_ok", "last_health_at", "last_health_detail"]},
+    {"model": "loyalty.ApiKey", "exclude_fields": ["key_hash", "last_used_at"]},
+    {"model": "loyalty.WebhookSubscription",
+     "mask_fields": ["secret_encrypted", "previous_secret_encrypted", "credentials_encrypted"],
+     "exclude_fields": ["relayed_until", "failing_since"]},
+)
+AUDITLOG_MASK_CALLABLE = "config.audit.secret_mask"
 
 LOGGING = {
     "version": 1,
