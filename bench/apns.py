@@ -39,6 +39,7 @@ from typing import Any
 import jwt
 import pycurl
 
+from bench.cpu import cpu_per_message
 from bench.database import broker_flush
 from bench.mailings import mailings_clear
 from bench.options import Options
@@ -192,13 +193,14 @@ def dispatch_apns(options: Options) -> Measured:
     target_group = _audience_list(ids)
     runs: list[dict[str, Any]] = []
 
-    def measure() -> float:
-        run = push_mailing_send(target_group=target_group, provider="apns",
-                                url_setting="stats_url", peer_command=node_peer_command)
-        runs.append(run)
-        return run["sent"] / run["seconds"]
-
     with quiet_hours_lifted(channel="push"), CeleryWorkers(concurrency=CONCURRENCY) as workers:
+        def measure() -> float:
+            run = push_mailing_send(target_group=target_group, workers=workers,
+                                    provider="apns", url_setting="stats_url",
+                                    peer_command=node_peer_command)
+            runs.append(run)
+            return run["sent"] / run["seconds"]
+
         try:
             value, per_run = median_of(options.runs, measure)
         finally:
@@ -225,6 +227,7 @@ def dispatch_apns(options: Options) -> Measured:
                             concurrency=CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        **cpu_per_message(runs),
         "peer_ceiling": round(ceiling, 3),
         "peer_ceiling_what": f"{alone} pushes to the Node.js peer from {client}, "
                              f"{DEFAULT_CONCURRENCY} streams on one connection, one prebuilt "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 
+from bench.cpu import cpu_per_message
 from bench.options import Options
 from bench.peers import PeerProcess
 from bench.push import (
@@ -96,6 +97,7 @@ def dispatch_hms(options: Options) -> Measured:
         "what": WHAT.format(n=runs[-1]["sent"], concurrency=CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        **cpu_per_message(runs),
         "peer_ceiling": round(single, 3),
         "peer_ceiling_what": f"a bare aiohttp client, one push per request, "
                              f"{CEILING_CONCURRENCY} requests in flight on one process, "

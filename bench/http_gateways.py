@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from bench.cpu import cpu_per_message
 from bench.database import broker_flush
 from bench.mailings import BODY as EMAIL_BODY
 from bench.mailings import HTML_BODY as EMAIL_HTML_BODY
@@ -45,7 +46,7 @@ from bench.mailings import SUBJECT as EMAIL_SUBJECT
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
 from bench.peers import PeerProcess, batch_rate
-from bench.push import _audience_list, quiet_hours_lifted
+from bench.push import _audience_list, mailing_cpu_meter, quiet_hours_lifted
 from bench.results import Measured, median_of
 from bench.smpp import sms_audience_ensure
 from bench.workers import CeleryWorkers
@@ -214,9 +215,11 @@ WHAT = ("start of {adapter_what} to the {n} first such members, to the loopback 
         "skipped: an address two members share) and counted by the peer")
 
 
-def http_mailing_send(*, adapter: Adapter, target_group: TargetGroup) -> dict[str, Any]:
-    """One mailing to the group through running workers and a fresh peer; raises unless every
-    message was sent (or skipped as a shared address) and the peer accepted exactly as many."""
+def http_mailing_send(*, adapter: Adapter, target_group: TargetGroup,
+                      workers: CeleryWorkers) -> dict[str, Any]:
+    """One mailing to the group through the running `workers` and a fresh peer, with the CPU
+    each side spent per message; raises unless every message was sent (or skipped as a shared
+    address) and the peer accepted exactly as many."""
     mailings_clear()
     broker_flush()
     expected = StaticListMember.objects.filter(static_list__name=target_group.name).count()
@@ -231,7 +234,8 @@ def http_mailing_send(*, adapter: Adapter, target_group: TargetGroup) -> dict[st
         mailing = Mailing.objects.create(name=f"bench {adapter.scenario}",
                                          target_group=target_group, template=template,
                                          gateway=gateway)
-        with_snapshot = mailing_run_until_completed(mailing, timeout=120 + expected / 100)
+        with mailing_cpu_meter(workers, peer) as cpu:
+            with_snapshot = mailing_run_until_completed(mailing, timeout=120 + expected / 100)
         received = peer.stats()["accepted"]
     rows = Message.objects.filter(mailing=mailing)
     statuses = dict(rows.values_list("status").annotate(n=Count("pk")).order_by())
@@ -245,7 +249,7 @@ def http_mailing_send(*, adapter: Adapter, target_group: TargetGroup) -> dict[st
     mailing.refresh_from_db()
     return {"sent": sent, "shared": shared, "received": received,
             "seconds": (mailing.completed_at - first_claim).total_seconds(),
-            "with_snapshot_s": with_snapshot}
+            "with_snapshot_s": with_snapshot, "cpu_ms_per_message": cpu.per_message_ms(sent)}
 
 
 def _alone_batch(adapter: Adapter, count: int) -> list[OutboundMessage]:
@@ -328,13 +332,13 @@ def dispatch_http(options: Options, *, adapter: str) -> Measured:
     target_group = _audience_list(chosen.audience(options.messages))
     runs: list[dict[str, Any]] = []
 
-    def measure() -> float:
-        run = http_mailing_send(adapter=chosen, target_group=target_group)
-        runs.append(run)
-        return run["sent"] / run["seconds"]
-
     with (quiet_hours_lifted(channel=chosen.channel),
           CeleryWorkers(concurrency=CONCURRENCY) as workers):
+        def measure() -> float:
+            run = http_mailing_send(adapter=chosen, target_group=target_group, workers=workers)
+            runs.append(run)
+            return run["sent"] / run["seconds"]
+
         try:
             value, per_run = median_of(options.runs, measure)
         finally:
@@ -355,6 +359,7 @@ def dispatch_http(options: Options, *, adapter: str) -> Measured:
                             gateway_concurrency=chosen.concurrency, concurrency=CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        **cpu_per_message(runs),
         "concurrency": chosen.concurrency,
         "workers": CONCURRENCY,
         "peer_received_per_run": [r["received"] for r in runs],

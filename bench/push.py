@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from bench.cpu import CpuMeter, cpu_per_message, postgres_processes, process_tree
 from bench.database import broker_flush
 from bench.mailings import mailing_run_until_completed, mailings_clear
 from bench.options import Options
@@ -147,13 +148,13 @@ def push_mailing_create(*, target_group: TargetGroup, gateway_settings: dict[str
                                   template=template, gateway=gateway)
 
 
-def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
-                      url_setting: str = "endpoint",
+def push_mailing_send(*, target_group: TargetGroup, workers: CeleryWorkers,
+                      provider: str = "fcm", url_setting: str = "endpoint",
                       peer_command: Callable[[Path], Sequence[str]] | None = None,
                       ) -> dict[str, Any]:
-    """One push mailing to the group through running workers and a fresh peer
+    """One push mailing to the group through the running `workers` and a fresh peer
     (`tests.peers.<provider>` in its own process, or PeerProcess's `peer_command`, reached at
-    its `url_setting`).
+    its `url_setting`), with the CPU each side spent per message (bench.cpu).
 
     Raises unless every message was sent and the peer accepted exactly as many pushes.
     """
@@ -164,7 +165,8 @@ def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
                                       provider=provider)
         expected = StaticListMember.objects.filter(
             static_list__name=LIST_NAME).count()
-        with_snapshot = mailing_run_until_completed(mailing, timeout=120 + expected / 100)
+        with mailing_cpu_meter(workers, peer) as cpu:
+            with_snapshot = mailing_run_until_completed(mailing, timeout=120 + expected / 100)
         accepted = peer.stats()["accepted"]
     rows = Message.objects.filter(mailing=mailing)
     statuses = dict(rows.values_list("status").annotate(n=Count("pk")).order_by())
@@ -174,7 +176,16 @@ def push_mailing_send(*, target_group: TargetGroup, provider: str = "fcm",
     first_claim = rows.aggregate(first=Min("claimed_at"))["first"]
     mailing.refresh_from_db()
     seconds = (mailing.completed_at - first_claim).total_seconds()
-    return {"sent": expected, "seconds": seconds, "with_snapshot_s": with_snapshot}
+    return {"sent": expected, "seconds": seconds, "with_snapshot_s": with_snapshot,
+            "cpu_ms_per_message": cpu.per_message_ms(expected)}
+
+
+def mailing_cpu_meter(workers: CeleryWorkers, peer: PeerProcess) -> CpuMeter:
+    """The CPU of a mailing's run: the celery workers, the peer process and PostgreSQL."""
+    assert peer.process is not None
+    peer_pid = peer.process.pid
+    return CpuMeter({"workers": workers.processes, "peer": lambda: process_tree(peer_pid),
+                     "postgres": postgres_processes})
 
 
 def push_mailing_runs(options: Options, *, provider: str = "fcm",
@@ -189,13 +200,13 @@ def push_mailing_runs(options: Options, *, provider: str = "fcm",
                                                        token_sql=token_sql))
     runs: list[dict[str, Any]] = []
 
-    def measure() -> float:
-        run = push_mailing_send(target_group=target_group, provider=provider,
-                                url_setting=url_setting)
-        runs.append(run)
-        return run["sent"] / run["seconds"]
-
     with quiet_hours_lifted(channel="push"), CeleryWorkers(concurrency=CONCURRENCY) as workers:
+        def measure() -> float:
+            run = push_mailing_send(target_group=target_group, workers=workers,
+                                    provider=provider, url_setting=url_setting)
+            runs.append(run)
+            return run["sent"] / run["seconds"]
+
         try:
             value, per_run = median_of(options.runs, measure)
         finally:
@@ -219,6 +230,7 @@ def dispatch_push(options: Options) -> Measured:
         "what": WHAT.format(n=runs[-1]["sent"], concurrency=CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        **cpu_per_message(runs),
         "peer_ceiling": round(ceiling, 3),
         "peer_ceiling_what": f"a bare aiohttp client, {CEILING_CONCURRENCY} requests in flight "
                              "on one process, prebuilt bodies, one access token",

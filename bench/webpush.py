@@ -26,6 +26,7 @@ import json
 import time
 from typing import Any
 
+from bench.cpu import cpu_per_message
 from bench.options import Options
 from bench.peers import PeerProcess
 from bench.push import (
@@ -99,6 +100,7 @@ def dispatch_webpush(options: Options) -> Measured:
         "what": WHAT.format(n=runs[-1]["sent"], port=BENCH_PORT, workers=WORKER_CONCURRENCY),
         "per_run": per_run,
         "with_snapshot_per_run": [round(r["sent"] / r["with_snapshot_s"], 3) for r in runs],
+        **cpu_per_message(runs),
         "peer_ceiling": round(ceiling, 3),
         "peer_ceiling_what": f"a bare aiohttp client, {CEILING_CONCURRENCY} requests in flight "
                              "on one process, bodies encrypted beforehand, one VAPID JWT; the "

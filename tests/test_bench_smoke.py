@@ -146,6 +146,11 @@ def test_dispatch_push_sends_every_push_through_workers_and_measures_the_peer(be
     assert measured.n == 25
     assert measured.value > 0
     assert measured.extra["peer_ceiling"] > 0
+    # (the kernel counts in 10 ms ticks: at this size only the workers surely show)
+    [cpu] = measured.extra["cpu_ms_per_message_per_run"]
+    assert cpu["workers"] > 0 and cpu["peer"] >= 0 and cpu["postgres"] >= 0
+    assert cpu["total"] == pytest.approx(cpu["workers"] + cpu["peer"] + cpu["postgres"],
+                                         abs=0.001)
     line = json.loads(result_line(scenario="dispatch_push", unit="msg/s", target=2000,
                                   measured=measured))
     assert list(line)[:6] == FIXED_KEYS

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from communications.models import Message
 from communications.transactional import transactional_message_send
 from members.models import MemberToken, SignInCode
+from members.services.sign_in import TOKEN_LAST_USED_RESOLUTION
 from tests.communications.factories import GatewayFactory
 from tests.members.factories import MemberFactory
 
@@ -203,6 +204,23 @@ def test_a_revoked_token_is_refused(api, ann):
     reply = client.get("/api/v1/me/")
 
     assert reply.status_code == 401
+
+
+def test_a_tokens_last_use_is_written_once_per_resolution_not_on_every_call(api, ann):
+    client = _signed_in(api, ann)
+    client.get("/api/v1/me/")
+    token = MemberToken.objects.get(member=ann)
+    first_use = token.last_used_at
+
+    client.get("/api/v1/me/")
+    token.refresh_from_db()
+    assert token.last_used_at == first_use
+
+    MemberToken.objects.filter(pk=token.pk).update(
+        last_used_at=first_use - TOKEN_LAST_USED_RESOLUTION - timedelta(seconds=1))
+    client.get("/api/v1/me/")
+    token.refresh_from_db()
+    assert token.last_used_at > first_use
 
 
 def test_a_member_lists_their_devices_and_signs_one_out(api, ann):
