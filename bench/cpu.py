@@ -38,16 +38,18 @@ def _seconds(processes: list[psutil.Process]) -> dict[int, float]:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        spent[process.pid] = times.user + times.system
+        # children_*: what the process's ended and reaped children spent (a PostgreSQL
+        # backend whose connection closed during the run, a replaced pool child).
+        spent[process.pid] = (times.user + times.system + times.children_user
+                              + times.children_system)
     return spent
 
 
 class CpuMeter:
     """`with CpuMeter(sides) as meter:` around a run, then `meter.per_message_ms(n)`.
 
-    Processes that start during the run count from zero; one that ends during it loses what it
-    spent (the sides here keep their processes for the run: prefork children, persistent
-    database connections)."""
+    Processes that start during the run count from zero; one that ends during it is counted
+    through its parent (the postmaster, the worker), which reaps it."""
 
     def __init__(self, sides: Sides) -> None:
         self._sides = sides
