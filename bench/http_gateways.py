@@ -52,8 +52,9 @@ from bench.smpp import sms_audience_ensure
 from bench.workers import CeleryWorkers
 from campaigns.models import StaticListMember, TargetGroup
 from communications.gateways import GatewayConfig, OutboundMessage, gateway_for
-from communications.gateways.anymail_esp import AnymailGateway, postmark_batch_request
+from communications.gateways.anymail_esp import AnymailGateway
 from communications.gateways.http_sms import HttpBatchGateway, ProviderRequest
+from communications.gateways.postmark_batch import postmark_batch_request
 from communications.models import Gateway, Mailing, Message, Template
 from members.models import Consent, ConsentEvent, Member, MessengerAccount, Suppression
 from members.selectors import marketing_consent_granted
