@@ -82,7 +82,6 @@ from communications.gateways.base import (
     SendResult,
     gateway_error_text,
     register,
-    retry_after_seconds,
 )
 from communications.gateways.email_message import email_message_build
 from communications.gateways.postmark_batch import (
@@ -90,6 +89,7 @@ from communications.gateways.postmark_batch import (
     PostmarkBatch,
     refused_before_sending,
 )
+from config.retry_after import retry_after_seconds
 
 PROVIDER = "anymail"
 # Settings Engage reads itself; every other key is an anymail backend option.

@@ -112,9 +112,9 @@ from communications.gateways.base import (
     gateway_error_text,
     push_data,
     register,
-    retry_after_seconds,
 )
 from communications.gateways.http_sms import transport_settings_errors
+from config.retry_after import retry_after_seconds
 
 APNS_ENDPOINT = "https://api.push.apple.com"
 APNS_SANDBOX_ENDPOINT = "https://api.sandbox.push.apple.com"

@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, cast
 
 
@@ -172,20 +171,6 @@ class BaseGateway:
 
     def _message_id_domain(self) -> str:
         return str(self.config.settings.get("message_id_domain") or "engage.invalid")
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """An HTTP Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def gateway_error_text(error: GatewayError) -> str:

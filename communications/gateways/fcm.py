@@ -59,9 +59,9 @@ from communications.gateways.base import (
     gateway_error_text,
     push_data,
     register,
-    retry_after_seconds,
     send_concurrently,
 )
+from config.retry_after import retry_after_seconds
 
 FCM_ENDPOINT = "https://fcm.googleapis.com"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"

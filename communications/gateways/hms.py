@@ -95,7 +95,6 @@ from communications.gateways.base import (
     gateway_error_text,
     push_data,
     register,
-    retry_after_seconds,
 )
 from communications.gateways.http_sms import (
     DEFAULT_TIMEOUT,
@@ -106,6 +105,7 @@ from communications.gateways.http_sms import (
     scalar_text,
     transport_settings_errors,
 )
+from config.retry_after import retry_after_seconds
 
 HMS_ENDPOINT = "https://push-api.cloud.huawei.com"
 HMS_TOKEN_URL = "https://oauth-login.cloud.huawei.com/oauth2/v3/token"

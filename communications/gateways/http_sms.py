@@ -80,9 +80,9 @@ from communications.gateways.base import (
     Receipt,
     SendResult,
     register,
-    retry_after_seconds,
     send_concurrently,
 )
+from config.retry_after import retry_after_seconds
 from config.ssrf import PrivateAddressRefused
 
 DEFAULT_CONCURRENCY = 16

@@ -43,11 +43,11 @@ from communications.gateways.http_sms import (
     ProviderReply,
     ProviderRequest,
     is_http_url,
-    retry_after_seconds,
     scalar_text,
     transport_settings_errors,
 )
 from communications.renderers import plain_text_problem
+from config.retry_after import retry_after_seconds
 
 TELEGRAM_BASE_URL = "https://api.telegram.org"
 MAX_TEXT = 4096

@@ -12,7 +12,8 @@ How an answer is classified, whatever the connector:
   a call and without retry, the reason logged as the attempt's error.
 - 408, 429, 5xx, a timeout, a connection error, a URL that now resolves to a private address
   (DNS rebinding; checked before every batch's calls, once per host): retried after
-  RETRY_DELAYS, with ±10 % jitter; after the last delay the delivery is given up.
+  RETRY_DELAYS, with ±10 % jitter, or after the receiver's Retry-After when it asks for longer
+  (up to RETRY_AFTER_MAX); after the last delay the delivery is given up.
 A subscription whose attempts have all failed for ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS is disabled
 and its owner_email told.
 
@@ -58,17 +59,24 @@ logger = logging.getLogger(__name__)
 RETRY_DELAYS = (timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30),
                 timedelta(hours=2), timedelta(hours=5), timedelta(hours=10), timedelta(hours=10))
 RETRYABLE_4XX = frozenset({408, 429})
+# A receiver's Retry-After is honoured up to the longest step of the schedule: a larger one
+# (or a date far ahead) would park the delivery beyond the retries it is owed.
+RETRY_AFTER_MAX = max(RETRY_DELAYS)
 # Four rounds of ENGAGE_WEBHOOK_IN_FLIGHT calls at the default 64: large enough that claiming
 # and recording cost little per delivery, small enough that the lease (four timeouts plus the
 # margin) stays short when a worker dies.
 CLAIM_BATCH = 256
 
 
-def retry_delay(attempts: int) -> timedelta | None:
-    """The wait after the `attempts`-th failed attempt, jittered; None when it was the last."""
+def retry_delay(attempts: int, *, retry_after: float | None = None) -> timedelta | None:
+    """The wait after the `attempts`-th failed attempt, jittered, or the receiver's
+    Retry-After when that is longer (up to RETRY_AFTER_MAX); None when it was the last."""
     if attempts > len(RETRY_DELAYS):
         return None
-    return RETRY_DELAYS[attempts - 1] * random.uniform(0.9, 1.1)  # noqa: S311
+    delay = RETRY_DELAYS[attempts - 1] * random.uniform(0.9, 1.1)  # noqa: S311
+    if retry_after is not None:
+        delay = max(delay, min(timedelta(seconds=retry_after), RETRY_AFTER_MAX))
+    return delay
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Outcome:
     error: str = ""
     # Failed before any call, for a reason a retry cannot change.
     permanent: bool = False
+    retry_after: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -182,7 +191,7 @@ def _outcomes_record(attempts: list[_Attempt], *, now: datetime) -> None:
             healthy.add(attempt.subscription_id)
             continue
         count = attempt.attempts + 1
-        delay = retry_delay(count) if outcome.retryable else None
+        delay = retry_delay(count, retry_after=outcome.retry_after) if outcome.retryable else None
         failures.append(WebhookDelivery(
             pk=attempt.delivery_id, attempts=count, last_status_code=outcome.status_code,
             last_error=outcome.error, claimed_until=None,
@@ -270,7 +279,7 @@ def deliveries_send(ids: list[int]) -> int:
                             in_flight=settings.ENGAGE_WEBHOOK_IN_FLIGHT)
     for attempt, answer in zip(calls, answers, strict=True):
         attempt.outcome = Outcome(answer.status_code, answer.duration_ms, answer.excerpt,
-                                  answer.error)
+                                  answer.error, retry_after=answer.retry_after)
     _outcomes_record(attempts, now=timezone.now())
     return sum(1 for a in attempts if a.outcome is not None and a.outcome.succeeded)
 

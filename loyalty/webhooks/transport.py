@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 from django.conf import settings
 
+from config.retry_after import retry_after_seconds
 from config.ssrf import PublicAddressResolver
 from loyalty.webhooks.connectors.base import OutgoingRequest
 
@@ -40,6 +41,8 @@ class Answer:
     duration_ms: int
     excerpt: str = ""
     error: str = ""
+    # The receiver's Retry-After (429, 503), in seconds.
+    retry_after: float | None = None
 
 
 class _Transport:
@@ -75,12 +78,14 @@ class _Transport:
                         head += chunk
                     excerpt = head.decode(response.charset or "utf-8", errors="replace")
                     status = response.status
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             except TimeoutError:
                 return Answer(None, _ms_since(started), error=f"timeout after {timeout:g}s")
             except (aiohttp.ClientError, OSError, LookupError) as exc:
                 return Answer(None, _ms_since(started),
                               error=f"{type(exc).__name__}: {exc}"[:300])
-            return Answer(status, _ms_since(started), excerpt[:EXCERPT_CHARS])
+            return Answer(status, _ms_since(started), excerpt[:EXCERPT_CHARS],
+                          retry_after=retry_after)
 
     async def send(self, requests: Sequence[OutgoingRequest], *, timeout: float,
                    in_flight: int) -> list[Answer]:

@@ -8,6 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from loyalty.webhooks.delivery import (
+    RETRY_AFTER_MAX,
     RETRY_DELAYS,
     deliveries_claim,
     deliveries_send_due,
@@ -106,6 +107,27 @@ def test_delivery_answered_429_is_retried(receiver):  # noqa: F811
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.PENDING
+
+
+def test_a_429s_retry_after_longer_than_the_backoff_sets_the_next_attempt(receiver):  # noqa: F811
+    delivery = one_delivery(receiver)
+    receiver.script.update(answers=[429], retry_after=3600)
+
+    before = timezone.now()
+    deliveries_send_due()
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert (before + timedelta(seconds=3600) <= delivery.next_attempt_at
+            <= timezone.now() + timedelta(seconds=3600))
+
+
+def test_a_retry_after_shorter_than_the_backoff_leaves_the_backoff():
+    assert retry_delay(2, retry_after=1) >= 0.9 * RETRY_DELAYS[1]
+
+
+def test_a_retry_after_beyond_the_schedule_waits_at_most_its_longest_step():
+    assert retry_delay(1, retry_after=7 * 86_400) == RETRY_AFTER_MAX
 
 
 def test_answer_410_fails_the_delivery_and_disables_the_subscription(receiver):  # noqa: F811

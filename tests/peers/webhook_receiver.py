@@ -51,8 +51,9 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
         self.calls: list[ReceivedCall] = []
         self.counts = {"received": 0, "verified": 0}
         self.arrivals: dict[str, float] = {}
+        # retry_after: the Retry-After header sent with a scripted 429 or 503
         self.script: dict[str, Any] = {"answers": [], "stall": 0.0, "answer_gone": False,
-                                       "answer_body": None}
+                                       "answer_body": None, "retry_after": None}
 
     @property
     def hook_url(self) -> str:
@@ -121,11 +122,13 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
                 self.arrivals.setdefault(headers.get("webhook-id", ""), arrived)
             stall = self.script["stall"]
             answer_body = self.script["answer_body"]
+            retry_after = self.script["retry_after"] if status in (429, 503) else None
         if stall:
             await asyncio.sleep(stall)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if answer_body is not None:
-            return web.Response(text=answer_body, status=status)
-        return web.json_response({"status": status}, status=status)
+            return web.Response(text=answer_body, status=status, headers=headers)
+        return web.json_response({"status": status}, status=status, headers=headers)
 
 
 if __name__ == "__main__":
