@@ -70,7 +70,7 @@ class TargetGroupAdmin(admin.ModelAdmin):
     ]
     actions = ["freeze", "export_members", "watch", "unwatch"]
 
-    @admin.action(description="Freeze into a static list")
+    @admin.action(description="Freeze into a static list", permissions=["change"])
     def freeze(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
         for group in queryset:
             try:
@@ -82,7 +82,7 @@ class TargetGroupAdmin(admin.ModelAdmin):
             self.message_user(request, f"{group}: {frozen.size:,} members frozen into "
                                        f"“{frozen.name}”.", messages.SUCCESS)
 
-    @admin.action(description="Export members as CSV (one group)")
+    @admin.action(description="Export members as CSV (one group)", permissions=["view_members"])
     def export_members(self, request: HttpRequest,
                        queryset: QuerySet[TargetGroup]) -> HttpResponse | None:
         if queryset.count() != 1:
@@ -94,14 +94,19 @@ class TargetGroupAdmin(admin.ModelAdmin):
                                        by=request.user,
                                        filename=f"target-group-{group.pk}.csv")
 
-    @admin.action(description="Watch: emit entered / left events as members change")
+    def has_view_members_permission(self, request: HttpRequest) -> bool:
+        # The export lists members' addresses: for those who may see members anyway.
+        return request.user.has_perm("members.view_member")
+
+    @admin.action(description="Watch: emit entered / left events as members change",
+                  permissions=["change"])
     def watch(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
         for group in queryset:
             services.target_group_watch(target_group=group)
         self.message_user(request, f"Watching {queryset.count()} target group(s).",
                           messages.SUCCESS)
 
-    @admin.action(description="Stop watching")
+    @admin.action(description="Stop watching", permissions=["change"])
     def unwatch(self, request: HttpRequest, queryset: QuerySet[TargetGroup]) -> None:
         for group in queryset:
             services.target_group_unwatch(target_group=group)

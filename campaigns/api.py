@@ -51,6 +51,9 @@ class TargetGroupViewSet(viewsets.ModelViewSet):
 
     queryset = TargetGroup.objects.order_by("-id")
     serializer_class = TargetGroupSerializer
+    # A preview saves nothing; an export lists members' addresses; a freeze makes a list.
+    staff_action_permissions = {"preview": ["view"], "export": ["view", "members.view_member"],
+                                "freeze": ["view", "campaigns.add_staticlist"]}
     filterset_fields = ["is_watched"]
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)

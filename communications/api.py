@@ -69,6 +69,9 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
 
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
+    # An uploaded address list becomes a static list (config.permissions: other actions read
+    # or change the mailing).
+    staff_action_permissions = {"address_list": ["change", "campaigns.add_staticlist"]}
 
     def get_queryset(self):
         return mailings_with_counts()

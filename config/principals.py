@@ -8,7 +8,7 @@ from typing import Any
 
 class Principal:
     """What Django and DRF ask of `request.user`, for a caller that is authenticated but never
-    staff and holds no Django permission: every staff endpoint (IsAdminUser) refuses it."""
+    staff and holds no Django permission: every staff endpoint (config.permissions) refuses it."""
 
     is_authenticated = True
     is_active = True

@@ -193,7 +193,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # An active staff user with the model permission the request needs (config.roles).
+    "DEFAULT_PERMISSION_CLASSES": ["config.permissions.StaffModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.NewestFirstCursorPagination",
     "PAGE_SIZE": 50,

@@ -62,7 +62,7 @@ class MemberImportExportMixin(_ModelAdmin):
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
         tools: list[tuple[str, str]] = []
-        if self.has_change_permission(request):
+        if self._may_import(request):
             tools.append((self._csv_url("import"), "Import CSV"))
         if self.has_view_permission(request):
             # The export takes the changelist's own filters and search.
@@ -97,8 +97,12 @@ class MemberImportExportMixin(_ModelAdmin):
             return HttpResponseRedirect(self._csv_url("changelist"))
         return members_export_response(queryset=queryset, by=request.user)
 
+    def _may_import(self, request: HttpRequest) -> bool:
+        # An import creates members as well as changing them (as the API's import asks).
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_change_permission(request):
+        if not self._may_import(request):
             raise PermissionDenied
         form = MemberImportForm(request.POST or None, request.FILES or None)
         report = None

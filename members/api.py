@@ -68,6 +68,8 @@ class MemberViewSet(ListFiltersOnly, mixins.ListModelMixin, mixins.RetrieveModel
     serializer_class = MemberSerializer
     filterset_class = MemberFilter
     queryset = Member.objects.all()
+    # An upsert may create the member (config.permissions: other actions read or change one).
+    staff_action_permissions = {"upsert": ["add", "change"]}
     # Digits only, so that paths such as members/import/ beside this router never read as ids.
     lookup_value_regex = r"\d+"
 

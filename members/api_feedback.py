@@ -319,6 +319,8 @@ def _staff_detail(thread: FeedbackThread) -> dict[str, Any]:
 
 
 class StaffFeedbackThreadDetailView(APIView):
+    staff_permissions = {"GET": ["members.view_feedbackthread"]}
+
     @extend_schema(responses={200: StaffFeedbackThreadDetailSerializer,
                               404: FeedbackErrorSerializer},
                    description="A thread with its messages in order.")
@@ -330,6 +332,9 @@ class StaffFeedbackThreadDetailView(APIView):
 
 
 class StaffFeedbackAnswerView(APIView):
+    # As in the admin: answering is a change of the thread.
+    staff_permissions = {"POST": ["members.change_feedbackthread"]}
+
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(
@@ -351,6 +356,8 @@ class StaffFeedbackAnswerView(APIView):
 
 
 class StaffFeedbackStatusView(APIView):
+    staff_permissions = {"POST": ["members.change_feedbackthread"]}
+
     @extend_schema(request=FeedbackStatusSerializer,
                    responses={200: StaffFeedbackThreadDetailSerializer,
                               404: FeedbackErrorSerializer, 409: FeedbackErrorSerializer},
@@ -369,6 +376,8 @@ class StaffFeedbackStatusView(APIView):
 
 
 class StaffFeedbackAttachmentView(APIView):
+    staff_permissions = {"GET": ["members.view_feedbackthread"]}
+
     @extend_schema(responses=ATTACHMENT_RESPONSES, description="Download an attachment.")
     def get(self, request: Request, thread_id: int, message_id: int) -> Any:
         message = feedback_attachment_message(threads=FeedbackThread.objects.all(),

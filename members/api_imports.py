@@ -14,7 +14,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -57,7 +56,8 @@ class ImportReportSerializer(serializers.Serializer):
 class MemberImportView(APIView):
     """Import members with their consents from a CSV file, upserted by external_id."""
 
-    permission_classes = [IsAdminUser]
+    # An import creates members and changes existing ones.
+    staff_permissions = {"POST": ["members.add_member", "members.change_member"]}
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
@@ -96,7 +96,7 @@ class MemberExportView(APIView):
     """Every member (erased ones aside) with their current marketing consent per channel, as
     CSV in the columns the import reads. Streamed."""
 
-    permission_classes = [IsAdminUser]
+    staff_permissions = {"GET": ["members.view_member"]}
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})

@@ -7,6 +7,9 @@ class MembersConfig(AppConfig):
     verbose_name = "Members"
 
     def ready(self) -> None:
+        # The staff roles' post_migrate handler (config.roles): `migrate`, and so the test
+        # database, keep the roles' groups in sync. Staff users are this app's concern.
+        import config.roles  # noqa: F401
         from members import hooks
         from members.services.feedback import feedback_member_erase, feedback_member_export
 

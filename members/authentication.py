@@ -1,8 +1,8 @@
 """Who a request acts for on the member side: the app's bearer token or the account session.
 
 Staff and members never mix: a member's credential gives a `MemberPrincipal`, which is
-authenticated but not staff, so every staff endpoint (IsAdminUser by default) refuses it, and
-member endpoints (`IsMember`) refuse staff users, who have no member of their own.
+authenticated but not staff, so every staff endpoint (config.permissions, the default) refuses
+it, and member endpoints (`IsMember`) refuse staff users, who have no member of their own.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ class GatewayAdmin(admin.ModelAdmin):
                      name=f"{name}_send_test"),
                 *super().get_urls()]
 
-    @admin.action(description="Check health now")
+    @admin.action(description="Check health now", permissions=["change"])
     def check_health_now(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
         checked = [gateway_health_check(gateway=gateway) for gateway in queryset]
         failing = [gateway.name for gateway in checked if not gateway.last_health_ok]

@@ -54,7 +54,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk, obj.prefix, obj.created_at = created.pk, created.prefix, created.created_at
         _show_key(request, created, key)
 
-    @admin.action(description="Rotate: new key, the old one valid for the grace period")
+    @admin.action(description="Rotate: new key, the old one valid for the grace period",
+                  permissions=["change"])
     def rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             try:
@@ -64,7 +65,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 continue
             _show_key(request, new, key)
 
-    @admin.action(description="Revoke: stop the keys now")
+    @admin.action(description="Revoke: stop the keys now", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key)

@@ -2,7 +2,8 @@
 staff session (a marketer trying the API from the browser).
 
 A key gives an `ApiKeyPrincipal`, authenticated but not staff, so every staff endpoint
-(IsAdminUser by default) refuses it; integration endpoints check its scopes with `HasScope`.
+(config.permissions, the default) refuses it; integration endpoints check its scopes with
+`HasScope`.
 """
 
 from __future__ import annotations

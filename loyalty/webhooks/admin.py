@@ -133,7 +133,8 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
             self.message_user(request, f"The signing secret, shown this once: {secret}",
                               messages.WARNING)
 
-    @admin.action(description="Rotate the signing secret (the old one stays valid a while)")
+    @admin.action(description="Rotate the signing secret (the old one stays valid a while)",
+                  permissions=["change"])
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet) -> None:
         for subscription in queryset:
             secret = subscription_secret_rotate(subscription=subscription)
@@ -169,7 +170,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Replay the selected deliveries")
+    @admin.action(description="Replay the selected deliveries", permissions=["change"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = deliveries_replay(ids=list(queryset.values_list("id", flat=True)))
         transaction.on_commit(events_relay_nudge)

@@ -1,4 +1,5 @@
-"""Webhook subscriptions and their deliveries over the staff API (/api/v1/webhooks/, staff only).
+"""Webhook subscriptions and their deliveries over the staff API (/api/v1/webhooks/, staff with
+the webhook permissions).
 
 The secret is in the answer to a create and to `rotate-secret` only; it cannot be read again.
 A URL that resolves to a private address is a 400 on `url` (unless
@@ -14,7 +15,6 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -99,7 +99,6 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class WebhookSubscriptionViewSet(viewsets.ModelViewSet):
-    permission_classes = [IsAdminUser]
     serializer_class = SubscriptionSerializer
     queryset = WebhookSubscription.objects.all()
 
@@ -133,7 +132,6 @@ class WebhookSubscriptionViewSet(viewsets.ModelViewSet):
 
 
 class WebhookDeliveryViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    permission_classes = [IsAdminUser]
     serializer_class = DeliverySerializer
     queryset = WebhookDelivery.objects.prefetch_related("attempt_log")
 
