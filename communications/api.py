@@ -71,7 +71,8 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
     filterset_class = MailingFilter
     # An uploaded address list becomes a static list (config.permissions: other actions read
     # or change the mailing).
-    staff_action_permissions = {"address_list": ["change", "campaigns.add_staticlist"]}
+    staff_action_permissions = {"address_list": ["change", "campaigns.add_staticlist"],
+                                "approve": ["communications.approve_mailing"]}
 
     def get_queryset(self):
         return mailings_with_counts()
@@ -159,13 +160,24 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
         payload = MailingScheduleSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         at = payload.validated_data.get("scheduled_at")
-        return self._transition(lambda m: services.mailing_schedule(mailing=m, at=at))
+        return self._transition(lambda m: services.mailing_schedule(mailing=m, at=at,
+                                                                    by=request.user))
 
     @extend_schema(request=None, responses=MailingSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
         """Start the mailing now instead of at its scheduled time."""
-        return self._transition(lambda m: services.mailing_start_now(mailing=m))
+        return self._transition(lambda m: services.mailing_start_now(mailing=m,
+                                                                     by=request.user))
+
+    @extend_schema(request=None, responses=MailingSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        """Approve the mailing as it is now, as the second person a mailing larger than
+        ENGAGE_APPROVAL_THRESHOLD needs before it is scheduled (not its creator; void once
+        its audience or content changes). Needs `communications.approve_mailing`."""
+        return self._transition(lambda m: services.mailing_approve(mailing=m,
+                                                                   by=request.user))
 
     @extend_schema(request=None, responses=MailingSerializer)
     @action(detail=True, methods=["post"])

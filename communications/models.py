@@ -279,11 +279,20 @@ class Mailing(models.Model):
         editable=False, related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # A second person's approval of a mailing larger than ENGAGE_APPROVAL_THRESHOLD, for the
+    # audience and content it had then (services.approvals.mailing_version).
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        editable=False, related_name="+",
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    approved_version = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["state", "scheduled_at"], name="mailing_state_due_idx"),
         ]
+        permissions = [("approve_mailing", "Can approve a large mailing for sending")]
 
     def __str__(self) -> str:
         return self.name

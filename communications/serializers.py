@@ -42,7 +42,7 @@ class MailingSerializer(serializers.ModelSerializer):
             "scheduled_at",
             "send_in_member_timezone", "recurrence", "recurring_parent", "priority",
             "defer_capped", "message_lifetime", "started_at", "completed_at", "failure_reason",
-            "created_at", "status_counts", "kind",
+            "created_at", "status_counts", "kind", "approved_by", "approved_at",
         ]
         read_only_fields = fields
 

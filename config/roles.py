@@ -46,6 +46,9 @@ ROLES: dict[str, list[str]] = {
                             "customeventtype": (VIEW,), "tier": (VIEW,), "product": (VIEW,),
                             "store": (VIEW,)}),
         *_perms("members", {"subscriptioncategory": (VIEW,), "customattribute": (VIEW,)}),
+        # The second person of a large mailing (communications.services.approvals) is another
+        # marketer: not the one who built it.
+        "communications.approve_mailing",
     ],
     # Reads results: campaigns' and mailings' reports and their CSV exports (view permissions
     # only). No member, device, consent, feedback or message row: those carry personal data

@@ -306,6 +306,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Engage ---------------------------------------------------------------------------------
 ENGAGE_BATCH_SIZE = env.int("ENGAGE_BATCH_SIZE", default=500)
+# A mailing to more members than this needs a second person's approval before it is scheduled
+# (communications.services.approvals); 0 turns approval off.
+ENGAGE_APPROVAL_THRESHOLD = env.int("ENGAGE_APPROVAL_THRESHOLD", default=0)
 # A mailing's audience is frozen in parts of this many member ids, taken by every free worker.
 ENGAGE_AUDIENCE_PART_SIZE = env.int("ENGAGE_AUDIENCE_PART_SIZE", default=125_000)
 ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-mail")))

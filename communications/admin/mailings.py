@@ -53,6 +53,7 @@ from communications.selectors.calendar import messaging_calendar
 from communications.selectors.costs import mailing_cost_estimate
 from communications.selectors.reports import mailing_report
 from communications.services import (
+    mailing_approve,
     mailing_cancel,
     mailing_pause,
     mailing_resume,
@@ -100,10 +101,11 @@ class MailingAdmin(admin.ModelAdmin):
     list_filter = ["state", "campaign"]
     search_fields = ["name"]
     ordering = ["-id"]
-    actions = ["schedule_selected", "start_selected", "pause_selected", "resume_selected",
-               "cancel_selected"]
+    actions = ["schedule_selected", "start_selected", "approve_selected", "pause_selected",
+               "resume_selected", "cancel_selected"]
     always_readonly = ["state", "channel", "audience_size", "started_at", "completed_at",
-                       "failure_reason", "created_by", "created_at", "status_counts",
+                       "failure_reason", "created_by", "created_at", "approved_by",
+                       "approved_at", "status_counts",
                        "address_list_report", "recurring_parent", "cost_estimate",
                        "test_send"]
     raw_id_fields = ["member"]
@@ -132,7 +134,8 @@ class MailingAdmin(admin.ModelAdmin):
             main, audience, schedule, *before_scheduling_fields(obj),
             ("State", {"fields": ["state", "channel", "audience_size", "recurring_parent",
                                   "started_at", "completed_at", "failure_reason",
-                                  "created_by", "created_at"]}),
+                                  "created_by", "created_at", "approved_by",
+                                  "approved_at"]}),
             ("Messages", {"fields": ["status_counts"]}),
         ]
 
@@ -187,12 +190,12 @@ class MailingAdmin(admin.ModelAdmin):
         obj = form.instance
         try:
             if form.submit_action == SCHEDULE:
-                mailing = mailing_schedule(mailing=obj, at=obj.scheduled_at)
+                mailing = mailing_schedule(mailing=obj, at=obj.scheduled_at, by=request.user)
                 self.message_user(request, f"“{mailing}” is scheduled for "
                                            f"{moment_text(mailing.scheduled_at)}.",
                                   messages.SUCCESS)
             elif form.submit_action == START_NOW:
-                mailing_start_now(mailing=obj)
+                mailing_start_now(mailing=obj, by=request.user)
                 self.message_user(request, f"“{obj}” is starting now.", messages.SUCCESS)
         except ValidationError as error:
             transaction.set_rollback(True)
@@ -456,11 +459,14 @@ class MailingAdmin(admin.ModelAdmin):
     # --- changelist actions -----------------------------------------------------------------
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[Mailing],
-               service: Callable[..., Mailing], done: str) -> None:
+               service: Callable[..., Mailing], done: str, *, as_user: bool = False) -> None:
         succeeded = 0
         for mailing in queryset:
             try:
-                service(mailing=mailing)
+                if as_user:
+                    service(mailing=mailing, by=request.user)
+                else:
+                    service(mailing=mailing)
             except ValidationError as error:
                 self.message_user(request, f"“{mailing}”: {validation_error_text(error)}",
                                   messages.ERROR)
@@ -473,11 +479,18 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.action(description="Schedule", permissions=["change"])
     def schedule_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
-        self._apply(request, queryset, mailing_schedule, "scheduled")
+        self._apply(request, queryset, mailing_schedule, "scheduled", as_user=True)
 
     @admin.action(description="Start now", permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
-        self._apply(request, queryset, mailing_start_now, "started")
+        self._apply(request, queryset, mailing_start_now, "started", as_user=True)
+
+    @admin.action(description="Approve (as the second person)", permissions=["approve"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
+        self._apply(request, queryset, mailing_approve, "approved", as_user=True)
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("communications.approve_mailing")
 
     @admin.action(description="Pause", permissions=["change"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:

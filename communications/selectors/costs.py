@@ -111,6 +111,12 @@ def _first_reachable(*, members: QuerySet[Member] | None, audience: dict[str, An
     return [totals[f"step_{position}"] for position in range(len(channels))]
 
 
+def mailing_audience_size(*, mailing: Mailing) -> int:
+    """How many members the mailing's audience selects now (0 without an audience), as the
+    estimate counts them."""
+    return _audience_members(mailing=mailing, problems={})[1]["size"] or 0
+
+
 def _audience_members(*, mailing: Mailing, problems: dict[str, str]
                       ) -> tuple[QuerySet[Member] | None, dict[str, Any]]:
     """The members the mailing's audience selects now, and its size and reachable counts:

@@ -1,6 +1,7 @@
 """Use cases that change communications state: mailings (schedule, prepare, pause, resume,
 cancel) and their dispatch (claim, send, record results)."""
 
+from communications.services.approvals import mailing_approve
 from communications.services.dispatch import (
     MAX_ATTEMPTS,
     mailing_complete_if_done,
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "audience_parts_freeze",
     "gateway_send",
+    "mailing_approve",
     "mailing_cancel",
     "mailing_complete_if_done",
     "mailing_dispatch_enqueue",

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from communications.gateways import GATEWAYS
 from communications.models import AudiencePart, Mailing, Message
+from communications.services.approvals import mailing_approval_errors
 from communications.services.audiences import (
     AUDIENCE_EDITABLE_STATES,
     mailing_audience_bounds,
@@ -101,16 +102,21 @@ def mailing_content_errors(*, mailing: Mailing,
 
 
 @transaction.atomic
-def mailing_schedule(*, mailing: Mailing, at: datetime | None = None) -> Mailing:
+def mailing_schedule(*, mailing: Mailing, at: datetime | None = None,
+                     by: Any = None) -> Mailing:
     """Schedule a draft (or reschedule a scheduled or recurring) mailing; `at=None` means now.
 
     A mailing with a recurrence becomes `recurring` at the rule's first occurrence from `at`
     on; each occurrence then runs as a mailing of its own (`schedules.mailing_runs_start`).
+    `by`, the person scheduling it, needs a second person's approval of a large mailing
+    (services.approvals).
     """
     mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
     if mailing.state not in (State.DRAFT, State.SCHEDULED, State.RECURRING):
         raise ValidationError({"state": f"a {mailing.state} mailing cannot be scheduled"})
     errors = mailing_schedulable_errors(mailing=mailing)
+    if not errors and by is not None:
+        errors = mailing_approval_errors(mailing=mailing, by=by)
     if errors:
         raise ValidationError(errors)
     at = at or mailing.scheduled_at or timezone.now()
@@ -126,14 +132,14 @@ def mailing_schedule(*, mailing: Mailing, at: datetime | None = None) -> Mailing
     return mailing
 
 
-def mailing_start_now(*, mailing: Mailing) -> Mailing:
+def mailing_start_now(*, mailing: Mailing, by: Any = None) -> Mailing:
     """Schedule for now and start at once instead of waiting for the next scheduler tick."""
     from communications import tasks
 
     if mailing.recurrence:
         raise ValidationError({"recurrence": "a recurring mailing runs on its schedule; "
                                              "schedule it instead"})
-    mailing = mailing_schedule(mailing=mailing, at=timezone.now())
+    mailing = mailing_schedule(mailing=mailing, at=timezone.now(), by=by)
     transaction.on_commit(lambda: tasks.prepare_mailing.delay(mailing.pk))
     return mailing
 
