@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from campaigns import admin_views, services
 from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
@@ -19,6 +20,12 @@ from campaigns.selectors import (
     offers_with_counts,
     target_group_members,
     target_group_size,
+)
+from campaigns.selectors_spend import (
+    budget_remaining,
+    campaign_channels,
+    campaign_spent,
+    campaigns_with_spend,
 )
 from members.exports import members_export_response
 from members.models import Channel
@@ -47,12 +54,78 @@ class TargetGroupForm(forms.ModelForm):
         return {} if rules is None else rules
 
 
+def _links(rows: Any, view: str) -> str:
+    if not rows:
+        return "—"
+    return format_html_join(mark_safe("<br>"), '<a href="{}">{}</a>{}', (
+        (reverse(view, args=[row.pk]), str(row), suffix) for row, suffix in rows))
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "starts_on", "ends_on", "budget", "currency", "created_at"]
-    search_fields = ["name"]
+    list_display = ["name", "status", "owner", "starts_on", "ends_on", "budget_shown",
+                    "spent_shown", "remaining_shown", "created_at"]
+    list_filter = ["status", "owner"]
+    list_select_related = ["owner"]
+    search_fields = ["name", "goal"]
     date_hierarchy = "starts_on"
-    readonly_fields = ["created_at"]
+    fields = ["name", "goal", "owner", "status", "starts_on", "ends_on", "budget", "currency",
+              "spent_shown", "remaining_shown", "channel_mix", "regular_mailings",
+              "trigger_mailings", "promo_content", "created_at"]
+    readonly_fields = ["spent_shown", "remaining_shown", "channel_mix", "regular_mailings",
+                       "trigger_mailings", "promo_content", "created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        # The page's spend and channels come with its rows: one query, none per campaign.
+        return campaigns_with_spend(super().get_queryset(request))
+
+    @admin.display(description="budget", ordering="budget")
+    def budget_shown(self, campaign: Campaign) -> str:
+        return "—" if campaign.budget is None else f"{campaign.budget:,.2f} {campaign.currency}"
+
+    @admin.display(description="spend", ordering="spent")
+    def spent_shown(self, campaign: Campaign) -> str:
+        return f"{campaign_spent(campaign):,.2f} {campaign.currency}" if campaign.pk else "—"
+
+    @admin.display(description="remaining")
+    def remaining_shown(self, campaign: Campaign) -> str:
+        if not campaign.pk:
+            return "—"
+        left = budget_remaining(budget=campaign.budget, spent=campaign_spent(campaign))
+        if left is None:
+            return "no budget"
+        text = f"{left:,.2f} {campaign.currency}"
+        return format_html('<strong class="errornote">{}</strong>', text) if left <= 0 else text
+
+    @admin.display(description="channel mix")
+    def channel_mix(self, campaign: Campaign) -> str:
+        channels = campaign_channels(campaign) if campaign.pk else []
+        labels = dict(Channel.choices)
+        return ", ".join(labels.get(channel, channel) for channel in channels) or "—"
+
+    def _mailings(self, campaign: Campaign, kind: str, view: str) -> str:
+        if not campaign.pk:
+            return "—"
+        mailings = (campaign.mailings.filter(kind=kind).select_related("template")
+                    .order_by("-pk"))
+        return _links([(m, f" · {m.template.channel if m.template_id else '?'} · "
+                           f"{m.get_state_display()}") for m in mailings], view)
+
+    @admin.display(description="mailings")
+    def regular_mailings(self, campaign: Campaign) -> str:
+        return self._mailings(campaign, "regular", "admin:communications_mailing_change")
+
+    @admin.display(description="trigger mailings")
+    def trigger_mailings(self, campaign: Campaign) -> str:
+        return self._mailings(campaign, "trigger", "admin:communications_triggermailing_change")
+
+    @admin.display(description="promo content")
+    def promo_content(self, campaign: Campaign) -> str:
+        if not campaign.pk:
+            return "—"
+        return _links([(offer, f" · {offer_status(offer)}")
+                       for offer in campaign.offers.order_by("-pk")],
+                      "admin:campaigns_promocontent_change")
 
 
 @admin.register(TargetGroup)

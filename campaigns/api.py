@@ -20,11 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import selectors, services
-from campaigns.models import PromoContent, StaticList, TargetGroup
+from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
 from campaigns.rules import catalog, rules_error_lines
 from campaigns.rules.schema import rules_json_schema
+from campaigns.selectors_spend import campaigns_with_spend
 from campaigns.serializers import (
     AudiencePreviewSerializer,
+    CampaignSerializer,
     FreezeSerializer,
     OfferSerializer,
     RulesPreviewSerializer,
@@ -117,6 +119,17 @@ class TargetGroupViewSet(viewsets.ModelViewSet):
     def unwatch(self, request: Request, pk: str | None = None) -> Response:
         group = services.target_group_unwatch(target_group=self.get_object())
         return Response(TargetGroupSerializer(group).data)
+
+
+class CampaignViewSet(viewsets.ModelViewSet):
+    """Campaigns: goal, owner, status, period and budget, with their spend, what is left of
+    the budget and their channel mix (read-only, computed with the rows of a page)."""
+
+    serializer_class = CampaignSerializer
+    filterset_fields = ["status", "owner"]
+
+    def get_queryset(self) -> QuerySet[Campaign]:
+        return campaigns_with_spend(Campaign.objects.order_by("-id"))
 
 
 class StaticListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,

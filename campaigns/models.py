@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, URLValidator
 from django.db import models
@@ -9,10 +10,29 @@ from members.models import Member
 
 
 class Campaign(models.Model):
+    """A marketing effort with a goal, a period and a budget; its mailings, trigger mailings
+    and promo content point at it. Its spend is rolled up from its messages' costs
+    (`campaigns.selectors_spend`), and its channel mix is that of its mailings: neither is
+    stored."""
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        ACTIVE = "active", "Active"
+        FINISHED = "finished", "Finished"
+        ARCHIVED = "archived", "Archived"
+
     name = models.CharField(max_length=200)
+    goal = models.TextField(blank=True, help_text="What the campaign is meant to achieve.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                              blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED,
+                              db_default=Status.PLANNED)
     starts_on = models.DateField(null=True, blank=True)
     ends_on = models.DateField(null=True, blank=True)
-    budget = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    budget = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True,
+        help_text="Also its cap: once its messages cost this much, its sending mailings pause "
+                  "(ENGAGE_BUDGET_CAP). Blank: no budget.")
     currency = models.CharField(max_length=3, default="EUR")
     created_at = models.DateTimeField(auto_now_add=True)
 

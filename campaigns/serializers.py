@@ -6,9 +6,10 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from campaigns import services
-from campaigns.models import PromoContent, StaticList, TargetGroup
+from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
 from campaigns.rules import rules_error_lines, rules_validate
 from campaigns.selectors import offer_status
+from campaigns.selectors_spend import budget_remaining, campaign_channels, campaign_spent
 from config.api import service_call
 
 
@@ -119,3 +120,31 @@ class OfferSerializer(serializers.ModelSerializer):
         for name, value in validated_data.items():
             setattr(offer, name, value)
         return service_call(lambda: services.promo_content_save(offer=offer))
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    """A campaign with what it has spent against its budget and the channels its mailings
+    use; on a list these come with the rows (`selectors_spend.campaigns_with_spend`)."""
+
+    spend = serializers.SerializerMethodField(
+        help_text="What its messages cost so far (test sends excluded), in its currency.")
+    remaining = serializers.SerializerMethodField(
+        help_text="Budget minus spend (negative once overspent); null without a budget.")
+    channels = serializers.SerializerMethodField(
+        help_text="The channels of its mailings and their cascade steps.")
+
+    class Meta:
+        model = Campaign
+        fields = ["id", "name", "goal", "owner", "status", "starts_on", "ends_on", "budget",
+                  "currency", "spend", "remaining", "channels", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def get_spend(self, campaign: Campaign) -> str:
+        return str(campaign_spent(campaign))
+
+    def get_remaining(self, campaign: Campaign) -> str | None:
+        left = budget_remaining(budget=campaign.budget, spent=campaign_spent(campaign))
+        return None if left is None else str(left)
+
+    def get_channels(self, campaign: Campaign) -> list[str]:
+        return campaign_channels(campaign)

@@ -1,10 +1,11 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from campaigns.api import OfferViewSet, StaticListViewSet, TargetGroupViewSet
+from campaigns.api import CampaignViewSet, OfferViewSet, StaticListViewSet, TargetGroupViewSet
 from campaigns.api_me import OfferCountView, OfferDetailView, OfferListView
 
 router = SimpleRouter()
+router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("target-groups", TargetGroupViewSet, basename="target-group")
 router.register("static-lists", StaticListViewSet, basename="static-list")
 router.register("offers", OfferViewSet, basename="offer")

@@ -46,6 +46,21 @@ from communications.services.triggers import (
 from config.api import service_call
 
 
+class MailingScheduledSerializer(MailingSerializer):
+    """The schedule / start answer: the mailing, and a warning when it was scheduled over
+    what is left of its campaign's budget (ENGAGE_BUDGET_BLOCK off; on, it is refused)."""
+
+    budget_warning = serializers.SerializerMethodField(
+        help_text="Null, or what the mailing would overspend of its campaign's budget.")
+
+    class Meta(MailingSerializer.Meta):
+        fields = [*MailingSerializer.Meta.fields, "budget_warning"]
+        read_only_fields = fields
+
+    def get_budget_warning(self, mailing: Mailing) -> str | None:
+        return getattr(mailing, "budget_warning", "") or None
+
+
 def _draft_write(payload: serializers.ModelSerializer,
                  write: Callable[[dict[str, Any]], Mailing]) -> tuple[Mailing, int]:
     """Validate a draft's fields and hand them to its service: (the mailing, 201 when it was
@@ -153,22 +168,30 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
         mailing = service_call(lambda: change(self.get_object()))
         return Response(MailingSerializer(mailing, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=MailingScheduleSerializer, responses=MailingSerializer)
+    def _scheduled(self, change: Callable[[Mailing], Mailing]) -> Response:
+        mailing = service_call(lambda: change(self.get_object()))
+        return Response(MailingScheduledSerializer(
+            mailing, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=MailingScheduleSerializer, responses=MailingScheduledSerializer)
     @action(detail=True, methods=["post"])
     def schedule(self, request: Request, pk: str | None = None) -> Response:
-        """Schedule the mailing at `scheduled_at` (now when omitted)."""
+        """Schedule the mailing at `scheduled_at` (now when omitted). Over what is left of
+        its campaign's budget it is refused (400, `budget`) with ENGAGE_BUDGET_BLOCK, or
+        scheduled with `budget_warning` saying by how much."""
         payload = MailingScheduleSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         at = payload.validated_data.get("scheduled_at")
-        return self._transition(lambda m: services.mailing_schedule(mailing=m, at=at,
-                                                                    by=request.user))
+        return self._scheduled(lambda m: services.mailing_schedule(mailing=m, at=at,
+                                                                   by=request.user))
 
-    @extend_schema(request=None, responses=MailingSerializer)
+    @extend_schema(request=None, responses=MailingScheduledSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
-        """Start the mailing now instead of at its scheduled time."""
-        return self._transition(lambda m: services.mailing_start_now(mailing=m,
-                                                                     by=request.user))
+        """Start the mailing now instead of at its scheduled time (the budget as in
+        `schedule`)."""
+        return self._scheduled(lambda m: services.mailing_start_now(mailing=m,
+                                                                    by=request.user))
 
     @extend_schema(request=None, responses=MailingSerializer)
     @action(detail=True, methods=["post"])

@@ -309,6 +309,14 @@ ENGAGE_BATCH_SIZE = env.int("ENGAGE_BATCH_SIZE", default=500)
 # A mailing to more members than this needs a second person's approval before it is scheduled
 # (communications.services.approvals); 0 turns approval off.
 ENGAGE_APPROVAL_THRESHOLD = env.int("ENGAGE_APPROVAL_THRESHOLD", default=0)
+# A mailing whose estimated cost exceeds what is left of its campaign's budget is refused when
+# scheduled (True), or scheduled with a warning (False).
+ENGAGE_BUDGET_BLOCK = env.bool("ENGAGE_BUDGET_BLOCK", default=False)
+# A campaign's sending mailings pause once its messages cost its budget (the budget cap).
+ENGAGE_BUDGET_CAP = env.bool("ENGAGE_BUDGET_CAP", default=True)
+# How often (seconds) a worker reads a capped campaign's spend: the most it may overspend is what
+# its mailings send in that time.
+ENGAGE_BUDGET_CHECK_SECONDS = env.float("ENGAGE_BUDGET_CHECK_SECONDS", default=5.0)
 # A mailing's audience is frozen in parts of this many member ids, taken by every free worker.
 ENGAGE_AUDIENCE_PART_SIZE = env.int("ENGAGE_AUDIENCE_PART_SIZE", default=125_000)
 ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-mail")))

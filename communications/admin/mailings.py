@@ -194,13 +194,22 @@ class MailingAdmin(admin.ModelAdmin):
                 self.message_user(request, f"“{mailing}” is scheduled for "
                                            f"{moment_text(mailing.scheduled_at)}.",
                                   messages.SUCCESS)
+                self._budget_warn(request, mailing)
             elif form.submit_action == START_NOW:
-                mailing_start_now(mailing=obj, by=request.user)
+                mailing = mailing_start_now(mailing=obj, by=request.user)
                 self.message_user(request, f"“{obj}” is starting now.", messages.SUCCESS)
+                self._budget_warn(request, mailing)
         except ValidationError as error:
             transaction.set_rollback(True)
             self.message_user(request, "Not scheduled: " + validation_error_text(error),
                               messages.ERROR)
+
+    def _budget_warn(self, request: HttpRequest, mailing: Mailing) -> None:
+        # Scheduled over what is left of the campaign's budget (ENGAGE_BUDGET_BLOCK off).
+        warning = getattr(mailing, "budget_warning", "")
+        if warning:
+            self.message_user(request, f"“{mailing}”: over budget: {warning}.",
+                              messages.WARNING)
 
     def response_add(self, request: HttpRequest, obj: Mailing,
                      post_url_continue: str | None = None) -> HttpResponse:
@@ -464,14 +473,15 @@ class MailingAdmin(admin.ModelAdmin):
         for mailing in queryset:
             try:
                 if as_user:
-                    service(mailing=mailing, by=request.user)
+                    changed = service(mailing=mailing, by=request.user)
                 else:
-                    service(mailing=mailing)
+                    changed = service(mailing=mailing)
             except ValidationError as error:
                 self.message_user(request, f"“{mailing}”: {validation_error_text(error)}",
                                   messages.ERROR)
             else:
                 succeeded += 1
+                self._budget_warn(request, changed)
                 self.log_change(request, mailing, f"{done.capitalize()} the mailing.")
         if succeeded:
             self.message_user(request, f"{done.capitalize()} {succeeded} mailing(s).",

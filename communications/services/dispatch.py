@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from campaigns.selectors_spend import campaign_spend
 from communications.circuits import circuit_open_seconds
 from communications.gateways import (
     GatewayError,
@@ -163,10 +164,13 @@ def _claim(*, mailing_id: int, limit: int, now: datetime,
             Mailing.objects.select_for_update(no_key=True, of=("self",))
             .filter(pk=mailing_id, state=State.SENDING)
             .values("template__channel", "category_id", "priority", "defer_capped",
-                    "started_at", "message_lifetime")
+                    "started_at", "message_lifetime", "campaign_id", "campaign__budget",
+                    "campaign__currency")
             .first()
         )
         if mailing is None:
+            return [], screening
+        if _budget_reached(mailing_id=mailing_id, mailing=mailing):
             return [], screening
         ends = mailing_lifetime_ends_at(started_at=mailing["started_at"],
                                         lifetime=mailing["message_lifetime"])
@@ -197,6 +201,40 @@ def _claim(*, mailing_id: int, limit: int, now: datetime,
             )
         Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
     return screening.send, screening
+
+
+# The cap reads a campaign's spend at most once every ENGAGE_BUDGET_CHECK_SECONDS in a worker
+# process: the aggregate over the campaign's messages measured 0.15 s at 1M messages, and it
+# runs with the mailing's row locked, where every other worker's claim would wait for it batch
+# after batch. A campaign may overspend by what its mailings send in that time.
+_spend_read: dict[int, tuple[float, Any]] = {}
+
+
+def _campaign_spent(campaign_id: int) -> Any:
+    now = time.monotonic()
+    read = _spend_read.get(campaign_id)
+    if read is None or now - read[0] >= settings.ENGAGE_BUDGET_CHECK_SECONDS:
+        read = _spend_read[campaign_id] = (now, campaign_spend([campaign_id])[campaign_id])
+    return read[1]
+
+
+def _budget_reached(*, mailing_id: int, mailing: dict[str, Any]) -> bool:
+    """The budget cap: a mailing whose campaign has spent its budget claims nothing more and
+    is paused, the reason on it (a marketer may raise the budget and resume it). Called with
+    the mailing row locked, so a pause or cancel cannot cross it; only for a campaign with a
+    budget, its spend read as _campaign_spent keeps it."""
+    budget = mailing["campaign__budget"]
+    if budget is None or not settings.ENGAGE_BUDGET_CAP:
+        return False
+    spent = _campaign_spent(mailing["campaign_id"])
+    if spent < budget:
+        return False
+    currency = mailing["campaign__currency"]
+    reason = f"budget reached: spent {spent:.2f} of {budget:.2f} {currency}"
+    Mailing.objects.filter(pk=mailing_id, state=State.SENDING).update(
+        state=State.PAUSED, failure_reason=reason)
+    logger.info("mailing %s paused: %s", mailing_id, reason)
+    return True
 
 
 def _screening_record(*, screening: Screening, now: datetime) -> None:

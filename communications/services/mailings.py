@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -119,6 +120,9 @@ def mailing_schedule(*, mailing: Mailing, at: datetime | None = None,
         errors = mailing_approval_errors(mailing=mailing, by=by)
     if errors:
         raise ValidationError(errors)
+    budget_warning = mailing_budget_overrun(mailing=mailing)
+    if budget_warning and settings.ENGAGE_BUDGET_BLOCK:
+        raise ValidationError({"budget": budget_warning})
     at = at or mailing.scheduled_at or timezone.now()
     if mailing.recurrence:
         first = recurrence_next(rule=mailing.recurrence, start=at, after=at, inclusive=True)
@@ -129,7 +133,32 @@ def mailing_schedule(*, mailing: Mailing, at: datetime | None = None,
     else:
         mailing.scheduled_at, mailing.state = at, State.SCHEDULED
     mailing.save(update_fields=["scheduled_at", "state"])
+    # Not a column: what the caller (admin, API) shows the person who scheduled it.
+    mailing.budget_warning = budget_warning
     return mailing
+
+
+def mailing_budget_overrun(*, mailing: Mailing) -> str:
+    """'' when the mailing fits in what is left of its campaign's budget (or the campaign has
+    no budget); otherwise what it would overspend, for a warning or a refusal
+    (ENGAGE_BUDGET_BLOCK). The cost estimate renders SMS samples and counts the audience, so
+    it runs only for a campaign with a budget."""
+    # Imported here: the estimate's module imports this package (its cascade steps).
+    from campaigns.selectors_spend import budget_remaining, campaign_spend
+    from communications.selectors.costs import mailing_cost_estimate
+
+    campaign = mailing.campaign if mailing.campaign_id else None
+    if campaign is None or campaign.budget is None:
+        return ""
+    left = budget_remaining(budget=campaign.budget,
+                            spent=campaign_spend([campaign.pk])[campaign.pk])
+    cost = mailing_cost_estimate(mailing=mailing)["total_cost"]
+    if cost <= left:
+        return ""
+    currency = campaign.currency
+    return (f"this mailing would spend an estimated {cost:.2f} {currency} of the "
+            f"{max(left, Decimal(0)):.2f} {currency} left in campaign “{campaign}” "
+            f"(budget {campaign.budget:.2f} {currency})")
 
 
 def mailing_start_now(*, mailing: Mailing, by: Any = None) -> Mailing:
