@@ -208,6 +208,8 @@ def _claim(*, mailing_id: int, limit: int, now: datetime,
 # runs with the mailing's row locked, where every other worker's claim would wait for it batch
 # after batch. A campaign may overspend by what its mailings send in that time.
 _spend_read: dict[int, tuple[float, Any]] = {}
+# The start of the reason a mailing paused by the cap carries (resuming it clears it).
+BUDGET_REACHED = "budget reached"
 
 
 def _campaign_spent(campaign_id: int) -> Any:
@@ -230,7 +232,7 @@ def _budget_reached(*, mailing_id: int, mailing: dict[str, Any]) -> bool:
     if spent < budget:
         return False
     currency = mailing["campaign__currency"]
-    reason = f"budget reached: spent {spent:.2f} of {budget:.2f} {currency}"
+    reason = f"{BUDGET_REACHED}: spent {spent:.2f} of {budget:.2f} {currency}"
     Mailing.objects.filter(pk=mailing_id, state=State.SENDING).update(
         state=State.PAUSED, failure_reason=reason)
     logger.info("mailing %s paused: %s", mailing_id, reason)

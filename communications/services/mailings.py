@@ -37,6 +37,7 @@ from communications.services.cascade import (
 )
 from communications.services.compliance import messages_expire
 from communications.services.dispatch import (
+    BUDGET_REACHED,
     mailing_complete_if_done,
     mailing_dispatch_enqueue,
     messages_mark_unconfirmed_unknown,
@@ -214,6 +215,10 @@ def mailing_resume(*, mailing: Mailing) -> Mailing:
     went out before the pause is never sent again."""
     mailing = _state_move(mailing=mailing, source=State.PAUSED, target=State.SENDING,
                           verb="resumed")
+    if mailing.failure_reason.startswith(BUDGET_REACHED):
+        # Resumed, its campaign's budget raised or not: the cap decides again at the next claim.
+        mailing.failure_reason = ""
+        mailing.save(update_fields=["failure_reason"])
     transaction.on_commit(lambda: mailing_dispatch_enqueue(mailing_id=mailing.pk))
     return mailing
 

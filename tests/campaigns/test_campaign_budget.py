@@ -8,9 +8,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from campaigns.models import Campaign
 from campaigns.selectors_spend import campaign_spend
 from communications.models import Mailing, Message
-from communications.services import mailing_prepare, mailing_schedule, message_batch_dispatch
+from communications.services import (
+    mailing_prepare,
+    mailing_resume,
+    mailing_schedule,
+    message_batch_dispatch,
+)
 from tests.campaigns.factories import CampaignFactory
 from tests.communications.factories import (
     GatewayFactory,
@@ -222,6 +228,22 @@ def test_a_sending_mailing_stops_at_the_batch_after_its_spend_reaches_the_budget
     assert mailing.state == State.PAUSED
     assert mailing.failure_reason.startswith("budget reached: spent 2.00 of 2.00")
     assert campaign_spend([campaign.pk])[campaign.pk] == Decimal("2.00")
+
+
+def test_a_mailing_resumed_after_the_budget_was_raised_sends_the_rest(
+        two_euro_campaign_sending, settings):
+    settings.ENGAGE_BUDGET_CHECK_SECONDS = 0
+    campaign, mailing = two_euro_campaign_sending
+    message_batch_dispatch(mailing_id=mailing.pk, batch_size=2)
+    message_batch_dispatch(mailing_id=mailing.pk, batch_size=2)  # paused by the cap
+
+    Campaign.objects.filter(pk=campaign.pk).update(budget=Decimal("10.00"))
+    mailing_resume(mailing=mailing)
+    third = message_batch_dispatch(mailing_id=mailing.pk, batch_size=2)
+
+    mailing.refresh_from_db()
+    assert third["sent"] == 1
+    assert mailing.failure_reason == ""
 
 
 def test_a_worker_reads_the_campaigns_spend_at_most_once_per_check_interval(
