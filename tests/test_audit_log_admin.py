@@ -27,7 +27,7 @@ def analyst(django_user_model):
 def _campaign_rename(client, campaign: Campaign, name: str) -> None:
     response = client.post(reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
                            {"name": name, "starts_on": "", "ends_on": "", "budget": "",
-                            "currency": campaign.currency})
+                            "currency": campaign.currency, "status": campaign.status})
     assert response.status_code == 302
 
 
