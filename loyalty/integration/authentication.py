@@ -53,17 +53,32 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
+# What a staff session (someone trying the API from the browser) needs for each scope: the
+# model permissions its role gives (config.roles), as for the same change in the admin.
+SCOPE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    ApiKey.Scope.MEMBERS_WRITE: ("members.add_member", "members.change_member"),
+    ApiKey.Scope.ORDERS_WRITE: ("loyalty.add_order",),
+    ApiKey.Scope.VOUCHERS_WRITE: ("loyalty.add_voucher", "loyalty.change_voucher"),
+    ApiKey.Scope.EVENTS_WRITE: ("loyalty.add_event",),
+    ApiKey.Scope.EVENTS_READ: ("loyalty.view_event",),
+}
+
+
 def HasScope(scope: str) -> type[permissions.BasePermission]:  # noqa: N802  (reads as a class)
-    """A permission: an API key holding `scope`, or a staff user."""
+    """A permission: an API key holding `scope`, or a staff user whose role holds the model
+    permissions the scope stands for (SCOPE_PERMISSIONS)."""
+    needed = SCOPE_PERMISSIONS[scope]
 
     class _HasScope(permissions.BasePermission):
-        message = f"this API key lacks the scope {scope}"
+        message = (f"this API key lacks the scope {scope} (a staff session needs "
+                   f"{', '.join(needed)})")
 
         def has_permission(self, request: Request, view: Any) -> bool:
             user = request.user
             if isinstance(user, ApiKeyPrincipal):
                 return scope in user.api_key.scopes
-            return bool(user and user.is_authenticated and user.is_staff)
+            return bool(user and user.is_authenticated and user.is_staff
+                        and user.has_perms(needed))
 
     _HasScope.__name__ = f"HasScope({scope})"
     return _HasScope
