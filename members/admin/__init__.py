@@ -6,4 +6,4 @@ agent and a reason), and suppressions through `suppression_add` / `suppression_r
 Feedback threads are answered and their status changed through `members.services.feedback`.
 """
 
-from members.admin import feedback, ledger, member  # noqa: F401  (register the screens)
+from members.admin import feedback, ledger, member, staff  # noqa: F401  (register the screens)
