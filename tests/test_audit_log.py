@@ -151,6 +151,18 @@ def test_webhook_secrets_and_connector_credentials_never_reach_the_log():
     assert "relayed_until" not in logged
 
 
+def test_revoking_an_api_key_in_the_admin_is_logged_with_its_actor(marketer_client, marketer):
+    api_key, _ = api_key_create(name="POS Riga", scopes=["orders:write"], by=marketer)
+
+    marketer_client.post("/admin/loyalty/apikey/", {
+        "action": "revoke", "_selected_action": [api_key.pk]})
+
+    [revoked] = _updates(api_key)
+    assert revoked.actor == marketer
+    assert list(revoked.changes) == ["revoked_at"]
+    assert revoked.changes["revoked_at"][0] == "None"
+
+
 def test_an_api_key_is_logged_without_its_hash(marketer):
     api_key, key = api_key_create(name="POS Riga", scopes=["orders:write"], by=marketer)
 

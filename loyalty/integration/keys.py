@@ -72,12 +72,15 @@ def api_key_rotate(*, api_key: ApiKey, by: object | None) -> tuple[ApiKey, str]:
     return api_key_create(name=old.name, scopes=old.scopes, by=by)
 
 
+@transaction.atomic
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Stop a key at once."""
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
-            revoked_at=api_key.revoked_at)
+    """Stop a key at once (a key revoked already keeps its time)."""
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.revoked_at is None:
+        locked.revoked_at = timezone.now()
+        # A save, not an update(): the audit log records who revoked it.
+        locked.save(update_fields=["revoked_at"])
+    api_key.revoked_at = locked.revoked_at
     return api_key
 
 
