@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -468,14 +469,11 @@ class MailingAdmin(admin.ModelAdmin):
     # --- changelist actions -----------------------------------------------------------------
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[Mailing],
-               service: Callable[..., Mailing], done: str, *, as_user: bool = False) -> None:
+               service: Callable[..., Mailing], done: str) -> None:
         succeeded = 0
         for mailing in queryset:
             try:
-                if as_user:
-                    changed = service(mailing=mailing, by=request.user)
-                else:
-                    changed = service(mailing=mailing)
+                changed = service(mailing=mailing)
             except ValidationError as error:
                 self.message_user(request, f"“{mailing}”: {validation_error_text(error)}",
                                   messages.ERROR)
@@ -489,15 +487,15 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.action(description="Schedule", permissions=["change"])
     def schedule_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
-        self._apply(request, queryset, mailing_schedule, "scheduled", as_user=True)
+        self._apply(request, queryset, partial(mailing_schedule, by=request.user), "scheduled")
 
     @admin.action(description="Start now", permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
-        self._apply(request, queryset, mailing_start_now, "started", as_user=True)
+        self._apply(request, queryset, partial(mailing_start_now, by=request.user), "started")
 
     @admin.action(description="Approve (as the second person)", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Mailing]) -> None:
-        self._apply(request, queryset, mailing_approve, "approved", as_user=True)
+        self._apply(request, queryset, partial(mailing_approve, by=request.user), "approved")
 
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("communications.approve_mailing")
