@@ -2,11 +2,24 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
 from members.models import Member
+
+# A touch older than this cannot be credited, whatever the campaign says: attribution reads a
+# member's messages of this many days before an order (communications.services.attribution).
+ATTRIBUTION_WINDOW_MAX_DAYS = 30
+
+
+class AttributionTouch(models.TextChoices):
+    """How deep a message must have engaged its member to be credited with their order, in
+    the order of depth (each includes those after it)."""
+
+    DELIVERED = "delivered", "Delivered, opened or clicked"
+    OPENED = "opened", "Opened or clicked"
+    CLICKED = "clicked", "Clicked"
 
 
 class Campaign(models.Model):
@@ -34,10 +47,26 @@ class Campaign(models.Model):
         help_text="Also its cap: once its messages cost this much, its sending mailings pause "
                   "(ENGAGE_BUDGET_CAP). Blank: no budget.")
     currency = models.CharField(max_length=3, default="EUR")
+    # The attribution rule (communications.services.attribution): an order is credited to the
+    # campaign whose message touched the member last, at least this deep, within the window.
+    attribution_touch = models.CharField(
+        max_length=16, choices=AttributionTouch.choices, default=AttributionTouch.DELIVERED,
+        db_default=AttributionTouch.DELIVERED,
+        help_text="The least engagement that counts as a touch: delivered (or opened or "
+                  "clicked), opened (or clicked), or clicked.")
+    attribution_window_days = models.PositiveSmallIntegerField(
+        default=7, db_default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(ATTRIBUTION_WINDOW_MAX_DAYS)],
+        help_text="Orders placed this many days after a touch are credited to it.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=models.Q(attribution_window_days__gte=1,
+                                   attribution_window_days__lte=ATTRIBUTION_WINDOW_MAX_DAYS),
+                name="campaign_attribution_window_valid",
+            ),
             models.CheckConstraint(
                 condition=models.Q(ends_on__isnull=True)
                 | models.Q(starts_on__isnull=True)

@@ -17,7 +17,9 @@ class CommunicationsConfig(AppConfig):
         )
         from communications.anymail_tracking import tracking_received
         from communications.selectors.inbox import inbox_home
+        from communications.services.attribution import credit_refund_apply
         from communications.services.triggers import triggers_nudge
+        from loyalty import hooks as loyalty_hooks
         from loyalty.event_log import EVENT_READERS
         from members import hooks
 
@@ -30,3 +32,6 @@ class CommunicationsConfig(AppConfig):
         hooks.ACCOUNT_HOME_TEMPLATES.append("account/home_messages.html")
         # Trigger mailings read the event log as soon as the ingest commits.
         EVENT_READERS.append(triggers_nudge)
+        # A refund lowers or reverses the order's credit to a campaign, in its transaction.
+        loyalty_hooks.ORDER_REFUNDED.append(
+            lambda order: credit_refund_apply(order=order))

@@ -702,3 +702,55 @@ class TriggerMailing(Mailing):
     class Meta:
         proxy = True
         verbose_name = "trigger mailing"
+
+class OrderCredit(models.Model):
+    """An order credited to the campaign and mailing whose message touched its member last
+    (communications.services.attribution): one credit per order, explainable by the message,
+    the kind of touch and its time. A refund lowers `revenue`; a full one reverses the credit.
+    """
+
+    class Touch(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+
+    order = models.OneToOneField("loyalty.Order", on_delete=models.CASCADE, primary_key=True,
+                                 related_name="credit")
+    # Covered by ordercredit_campaign_idx.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="order_credits",
+                                 db_index=False)
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="order_credits")
+    # The message stays for the explanation; messages are never deleted from under a credit
+    # but by their mailing, which takes its credits with it.
+    message = models.ForeignKey(Message, on_delete=models.DO_NOTHING, related_name="+",
+                                db_index=False, db_constraint=False)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+",
+                               db_index=False)
+    touch = models.CharField(max_length=16, choices=Touch.choices)
+    touched_at = models.DateTimeField()
+    # Copied from the order, so a campaign's figures are one scan of its credits.
+    placed_at = models.DateTimeField()
+    revenue = models.DecimalField(max_digits=12, decimal_places=2,
+                                  help_text="The order's total less its refunds.")
+    discount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    points = models.IntegerField(default=0)
+    credited_at = models.DateTimeField()
+    reversed_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When a full refund took the credit back.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["campaign", "mailing"], name="ordercredit_campaign_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} → mailing {self.mailing_id}"
+
+
+class AttributionPosition(models.Model):
+    """How far attribution has read the orders (by `Order.recorded_at`); one row."""
+
+    read_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"orders read until {self.read_until:%Y-%m-%d %H:%M:%S}"

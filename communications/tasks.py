@@ -30,6 +30,13 @@ def dispatch_batch(mailing_id: int, channel: str | None = None) -> dict[str, int
 
 
 @shared_task(ignore_result=True)
+def attribute_orders() -> int:
+    from communications.services.attribution import attribution_pass
+
+    return attribution_pass()
+
+
+@shared_task(ignore_result=True)
 def send_transactional_message(message_id: int) -> str:
     from communications.transactional import transactional_message_send
 

@@ -292,6 +292,11 @@ CELERY_BEAT_SCHEDULE = {
     "read-trigger-events": {"task": "communications.tasks.read_trigger_events",
                             "schedule": timedelta(seconds=env.float("ENGAGE_TRIGGER_READ_TICK",
                                                                     default=2.0))},
+    # Orders recorded since the last pass are credited to the campaign that touched their
+    # member last (communications/services/attribution.py).
+    "attribute-orders": {"task": "communications.tasks.attribute_orders",
+                         "schedule": timedelta(seconds=env.float("ENGAGE_ATTRIBUTION_TICK",
+                                                                 default=60.0))},
     "run-date-triggers": {"task": "communications.tasks.run_date_triggers",
                           "schedule": timedelta(seconds=env.float("ENGAGE_DATE_TRIGGER_TICK",
                                                                   default=3600.0))},

@@ -4,6 +4,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
+from django.utils import timezone
 
 from members.models import Member
 
@@ -81,10 +83,25 @@ class Order(models.Model):
     placed_at = models.DateTimeField()
     total = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="EUR")
+    # What the program gave on the order: the discount already taken off `total`, and the
+    # points it earned. Campaign reports add them up for the orders credited to a campaign.
+    discount = models.DecimalField(max_digits=12, decimal_places=2, default=0, db_default=0)
+    points_earned = models.IntegerField(default=0, db_default=0)
+    # Refunds add up here (loyalty.integration.services.order_refund), never past `total`.
+    refunded_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0,
+                                          db_default=0)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    # When the order was written, stamped in the writing transaction (as an event's
+    # recorded_at is): attribution reads the orders recorded since its position.
+    recorded_at = models.DateTimeField(default=timezone.now, db_default=Now())
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["external_id"], name="order_external_id_unique")
+            models.UniqueConstraint(fields=["external_id"], name="order_external_id_unique"),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0,
+                                   refunded_amount__lte=models.F("total")),
+                name="order_refund_within_total"),
         ]
         indexes = [
             # Per-member purchase rules probe it, and sum amounts from it without the heap.
@@ -94,6 +111,7 @@ class Order(models.Model):
             # PostgreSQL: the window, then the member and amount it aggregates.
             models.Index(fields=["placed_at"], include=["member", "total"],
                          name="order_placed_idx"),
+            models.Index(fields=["recorded_at"], name="order_recorded_idx"),
         ]
 
     def __str__(self) -> str:

@@ -20,6 +20,8 @@ urlpatterns: list = [
          name="integration-members"),
     path("integration/orders/", integration.OrderRecordView.as_view(),
          name="integration-orders"),
+    path("integration/orders/<str:external_id>/refund/", integration.OrderRefundView.as_view(),
+         name="integration-order-refund"),
     path("integration/vouchers/", integration.VoucherIssueView.as_view(),
          name="integration-vouchers"),
     path("integration/vouchers/<str:code>/redeem/", integration.VoucherRedeemView.as_view(),

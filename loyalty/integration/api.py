@@ -4,7 +4,7 @@ an API key with the operation's scope (or a staff session).
 Every write takes an optional `Idempotency-Key` header (loyalty.integration.idempotency) and
 records its event in the same transaction. Errors carry a stable `code`: unknown_member,
 unknown_event_type, invalid_payload (with `path`), invalid_events (a batch, with `errors` by
-index), voucher_redeemed, voucher_expired, voucher_exists, idempotency_key_reused.
+index), order_refunded, voucher_redeemed, voucher_expired, voucher_exists, idempotency_key_reused.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from loyalty.integration.serializers import (
     EventInSerializer,
     OrderInSerializer,
     OrderOutSerializer,
+    OrderRefundInSerializer,
     VoucherInSerializer,
     VoucherOutSerializer,
     VoucherRedeemSerializer,
@@ -99,9 +100,32 @@ class OrderRecordView(IntegrationView):
             order, created = service_call(lambda: services.order_record(
                 external_id=data["external_id"], member_external_id=data["member"],
                 placed_at=data["placed_at"], total=data["total"], currency=data["currency"],
+                discount=data["discount"], points_earned=data["points_earned"],
                 lines=[services.LineDraft(**line) for line in data["lines"]]))
             return Response(OrderOutSerializer(order).data,
                             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return self.write(request, change)
+
+
+class OrderRefundView(IntegrationView):
+    permission_classes = [HasScope("orders:write")]
+
+    @extend_schema(request=OrderRefundInSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={200: OrderOutSerializer})
+    def post(self, request: Request, external_id: str) -> Response:
+        """Refund an order in part or in full (ORDER_REFUNDED); its credit to a campaign is
+        lowered, or reversed once nothing is left. 404 not_found; 409 order_refunded; 400 an
+        amount past what is left. Send an Idempotency-Key: a retried refund is not refunded
+        twice."""
+        given = OrderRefundInSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+
+        def change() -> Response:
+            order = service_call(lambda: services.order_refund(
+                external_id=external_id, amount=data.get("amount"),
+                refunded_at=data.get("refunded_at")))
+            return Response(OrderOutSerializer(order).data)
         return self.write(request, change)
 
 

@@ -17,7 +17,17 @@ class OrderInSerializer(serializers.Serializer):
     placed_at = serializers.DateTimeField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
     currency = serializers.CharField(min_length=3, max_length=3, default="EUR")
+    discount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, default=0,
+                                        help_text="The discount already taken off `total`.")
+    points_earned = serializers.IntegerField(min_value=0, default=0)
     lines = OrderLineInSerializer(many=True, allow_empty=True, default=list)
+
+
+class OrderRefundInSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False,
+        help_text="What is refunded; left out: whatever is left of the order's total.")
+    refunded_at = serializers.DateTimeField(required=False)
 
 
 class OrderOutSerializer(serializers.Serializer):
@@ -26,6 +36,10 @@ class OrderOutSerializer(serializers.Serializer):
     placed_at = serializers.DateTimeField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
+    discount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    points_earned = serializers.IntegerField()
+    refunded_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    refunded_at = serializers.DateTimeField(allow_null=True)
 
 
 class VoucherInSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from loyalty import hooks as loyalty_hooks
 from loyalty.integration.events import event_new, events_append
 from loyalty.integration.models import Voucher
 from loyalty.models import Event, Order, OrderLine, Product
@@ -46,7 +47,8 @@ def member_by_external_id(external_id: str) -> Member:
 
 @transaction.atomic
 def order_record(*, external_id: str, member_external_id: str, placed_at: datetime,
-                 total: Decimal, currency: str, lines: Sequence[LineDraft]
+                 total: Decimal, currency: str, lines: Sequence[LineDraft],
+                 discount: Decimal = Decimal(0), points_earned: int = 0
                  ) -> tuple[Order, bool]:
     """Record an order with its lines and its ORDER_PLACED event; returns (order, created).
 
@@ -65,7 +67,8 @@ def order_record(*, external_id: str, member_external_id: str, placed_at: dateti
     try:
         with transaction.atomic():
             order = Order.objects.create(member=member, external_id=external_id,
-                                         placed_at=placed_at, total=total, currency=currency)
+                                         placed_at=placed_at, total=total, currency=currency,
+                                         discount=discount, points_earned=points_earned)
     except IntegrityError:
         # The same order posted twice at once: the other request recorded it.
         return Order.objects.get(external_id=external_id), False
@@ -82,8 +85,41 @@ def order_record(*, external_id: str, member_external_id: str, placed_at: dateti
 
 def order_payload(order: Order, lines: Sequence[LineDraft]) -> dict[str, Any]:
     return {"order_id": order.external_id, "total": str(order.total), "currency": order.currency,
+            "discount": str(order.discount), "points_earned": order.points_earned,
             "lines": [{"sku": line.sku, "quantity": line.quantity,
                        "unit_price": str(line.unit_price)} for line in lines]}
+
+
+@transaction.atomic
+def order_refund(*, external_id: str, amount: Decimal | None = None,
+                 refunded_at: datetime | None = None) -> Order:
+    """Refund an order in part or in full (no `amount`: whatever is left of it), with its
+    ORDER_REFUNDED event; the order's credit to a campaign follows in the same transaction
+    (loyalty.hooks.ORDER_REFUNDED). Refunds add up and never pass the order's total."""
+    order = Order.objects.select_for_update().filter(external_id=external_id).first()
+    if order is None:
+        raise Refused("not_found", f"no order has the external id {external_id!r}")
+    left = order.total - order.refunded_amount
+    if left <= 0 and order.refunded_at is not None:
+        raise Refused("order_refunded",
+                      f"this order was refunded in full at {order.refunded_at.isoformat()}")
+    amount = left if amount is None else amount
+    if amount <= 0 and left > 0:
+        raise ValidationError({"amount": "must be more than 0"})
+    if amount > left:
+        raise ValidationError({"amount": f"at most {left}, what is left of the order's total"})
+    order.refunded_amount += amount
+    order.refunded_at = refunded_at or timezone.now()
+    order.save(update_fields=["refunded_amount", "refunded_at"])
+    events_append([event_new(type=Event.Type.ORDER_REFUNDED, member_id=order.member_id,
+                             occurred_at=order.refunded_at,
+                             payload={"order_id": order.external_id, "amount": str(amount),
+                                      "refunded_total": str(order.refunded_amount),
+                                      "currency": order.currency,
+                                      "full": order.refunded_amount >= order.total})])
+    for handler in loyalty_hooks.ORDER_REFUNDED:
+        handler(order)
+    return order
 
 
 def voucher_payload(voucher: Voucher) -> dict[str, Any]:
