@@ -53,6 +53,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("events_ingest", "events/s", 3000, True, "bench.events.events_ingest"),
     Scenario("webhook_delivery", "deliveries/s", 1000, True,
              "bench.webhook_delivery.webhook_delivery"),
+    Scenario("campaign_report", "s", 1.0, True, "bench.campaigns.campaign_report"),
+    Scenario("attribution_day", "s", 10.0, True, "bench.campaigns.attribution_day"),
     Scenario("rate_limit_error", "%", 2, False, "bench.ratelimit.rate_limit_error"),
     Scenario("worker_rss_growth", "MB", 50, True, "bench.dispatch.worker_rss_growth"),
 ]}

@@ -295,3 +295,20 @@ def test_api_member_home_serves_both_calls_under_load_from_the_generators(bench_
     line = json.loads(result_line(scenario="api_member_home_p95", unit="ms", target=25,
                                   measured=measured))
     assert list(line)[:6] == FIXED_KEYS
+
+
+@pytest.mark.django_db
+def test_campaign_scenarios_credit_orders_and_report_the_campaign():
+    from bench import campaigns
+    from bench.options import Options
+    from loyalty.demo import demo_seed
+
+    demo_seed(members=300, orders_per_member=1, seed=7)
+
+    report = campaigns.campaign_report(Options(members=300, runs=1))
+    day = campaigns.attribution_day(Options(members=300, runs=1))
+
+    # 10 mailings of a tenth of the members each; 30 orders a day for 10 days
+    assert (report.n, report.extra["orders"]) == (300, 300)
+    assert 0 < report.extra["credited"] <= 300 and report.value > 0
+    assert day.n == 30 and 0 < day.extra["credited"] <= 30
