@@ -4,15 +4,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from campaigns import admin_views, services
 from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
+from campaigns.report import campaign_credits_csv, campaign_report_context, campaign_report_csv
 from campaigns.rules import rules_error_lines
 from campaigns.selectors import (
     offer_status,
@@ -21,12 +23,14 @@ from campaigns.selectors import (
     target_group_members,
     target_group_size,
 )
+from campaigns.selectors_metrics import campaign_metrics
 from campaigns.selectors_spend import (
     budget_remaining,
     campaign_channels,
     campaign_spent,
     campaigns_with_spend,
 )
+from config.csv_export import csv_response
 from members.exports import members_export_response
 from members.models import Channel
 
@@ -70,10 +74,57 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "goal"]
     date_hierarchy = "starts_on"
     fields = ["name", "goal", "owner", "status", "starts_on", "ends_on", "budget", "currency",
+              "attribution_touch", "attribution_window_days", "report_link",
               "spent_shown", "remaining_shown", "channel_mix", "regular_mailings",
               "trigger_mailings", "promo_content", "created_at"]
-    readonly_fields = ["spent_shown", "remaining_shown", "channel_mix", "regular_mailings",
-                       "trigger_mailings", "promo_content", "created_at"]
+    readonly_fields = ["report_link", "spent_shown", "remaining_shown", "channel_mix",
+                       "regular_mailings", "trigger_mailings", "promo_content", "created_at"]
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<int:campaign_id>/report/", view(self.report_view),
+                 name=f"{prefix}_report"),
+            path("<int:campaign_id>/report.csv", view(self.report_csv_view),
+                 name=f"{prefix}_report_csv"),
+            path("<int:campaign_id>/credits.csv", view(self.credits_csv_view),
+                 name=f"{prefix}_credits_csv"),
+            *super().get_urls(),
+        ]
+
+    def _campaign_or_denied(self, request: HttpRequest, campaign_id: int) -> Campaign:
+        campaign = self.get_object(request, str(campaign_id))
+        if campaign is None:
+            raise Http404("no such campaign")
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        return campaign
+
+    def report_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
+        campaign = self._campaign_or_denied(request, campaign_id)
+        context = {**self.admin_site.each_context(request), "opts": self.opts,
+                   "title": f"Report: {campaign.name}",
+                   **campaign_report_context(campaign, campaign_metrics(campaign))}
+        return TemplateResponse(request, "admin/campaigns/campaign/report.html", context)
+
+    def report_csv_view(self, request: HttpRequest, campaign_id: int) -> HttpResponseBase:
+        campaign = self._campaign_or_denied(request, campaign_id)
+        return csv_response(campaign_report_csv(campaign_metrics(campaign)),
+                            filename=f"campaign-{campaign.pk}-report.csv")
+
+    def credits_csv_view(self, request: HttpRequest, campaign_id: int) -> HttpResponseBase:
+        campaign = self._campaign_or_denied(request, campaign_id)
+        return csv_response(campaign_credits_csv(campaign),
+                            filename=f"campaign-{campaign.pk}-credited-orders.csv")
+
+    @admin.display(description="report")
+    def report_link(self, campaign: Campaign) -> str:
+        if not campaign.pk:
+            return "—"
+        return format_html(
+            '<a href="{}">Spend, reach, credited orders, revenue and ROI, with charts</a>',
+            reverse("admin:campaigns_campaign_report", args=[campaign.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         # The page's spend and channels come with its rows: one query, none per campaign.

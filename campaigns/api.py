@@ -23,9 +23,11 @@ from campaigns import selectors, services
 from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
 from campaigns.rules import catalog, rules_error_lines
 from campaigns.rules.schema import rules_json_schema
+from campaigns.selectors_metrics import campaign_metrics
 from campaigns.selectors_spend import campaigns_with_spend
 from campaigns.serializers import (
     AudiencePreviewSerializer,
+    CampaignReportSerializer,
     CampaignSerializer,
     FreezeSerializer,
     OfferSerializer,
@@ -127,9 +129,17 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     serializer_class = CampaignSerializer
     filterset_fields = ["status", "owner"]
+    staff_action_permissions = {"report": ["view"]}
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return campaigns_with_spend(Campaign.objects.order_by("-id"))
+
+    @extend_schema(responses=CampaignReportSerializer)
+    @action(detail=True, methods=["get"], filterset_fields=[])
+    def report(self, request: Request, pk: str | None = None) -> Response:
+        """The campaign's figures: spend, reach, credited orders and revenue, ROI, and each
+        mailing's funnel, cost and revenue."""
+        return Response(CampaignReportSerializer(campaign_metrics(self.get_object())).data)
 
 
 class StaticListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -136,7 +136,8 @@ class CampaignSerializer(serializers.ModelSerializer):
     class Meta:
         model = Campaign
         fields = ["id", "name", "goal", "owner", "status", "starts_on", "ends_on", "budget",
-                  "currency", "spend", "remaining", "channels", "created_at"]
+                  "currency", "attribution_touch", "attribution_window_days", "spend",
+                  "remaining", "channels", "created_at"]
         read_only_fields = ["created_at"]
 
     def get_spend(self, campaign: Campaign) -> str:
@@ -148,3 +149,45 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     def get_channels(self, campaign: Campaign) -> list[str]:
         return campaign_channels(campaign)
+
+
+class MailingResultSerializer(serializers.Serializer):
+    mailing = serializers.IntegerField(source="mailing_id")
+    name = serializers.CharField()
+    state = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    audience = serializers.IntegerField()
+    funnel = serializers.DictField(child=serializers.IntegerField(),
+                                   help_text="sent, delivered, opened, clicked (cumulative).")
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    held_out = serializers.IntegerField()
+    spent = serializers.DecimalField(max_digits=20, decimal_places=5)
+    orders = serializers.IntegerField()
+    revenue = serializers.DecimalField(max_digits=20, decimal_places=2)
+    conversion = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    roi = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+
+
+class CampaignReportSerializer(serializers.Serializer):
+    """A campaign's figures (campaigns.selectors_metrics has the definitions); a ratio whose
+    divisor is zero is null."""
+
+    campaign = serializers.IntegerField(source="campaign_id")
+    currency = serializers.CharField()
+    budget = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    spent = serializers.DecimalField(max_digits=20, decimal_places=5)
+    messages_sent = serializers.IntegerField()
+    members_reached = serializers.IntegerField()
+    orders = serializers.IntegerField()
+    revenue = serializers.DecimalField(max_digits=20, decimal_places=2)
+    average_order = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    active_members = serializers.IntegerField()
+    discounts = serializers.DecimalField(max_digits=20, decimal_places=2)
+    points = serializers.IntegerField()
+    cost_per_member_reached = serializers.DecimalField(max_digits=20, decimal_places=5,
+                                                       allow_null=True)
+    acquisition_cost = serializers.DecimalField(max_digits=20, decimal_places=5, allow_null=True)
+    conversion = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    roi = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    mailings = MailingResultSerializer(many=True)

@@ -41,7 +41,8 @@ ROLES: dict[str, list[str]] = {
                               "promocontent": ALL}),
         *_perms("communications", {"template": ALL, "mailing": ALL, "triggermailing": ALL,
                                    "cascadestep": ALL, "trigger": ALL, "gateway": (VIEW,),
-                                   "frequencycap": (VIEW,), "quiethours": (VIEW,)}),
+                                   "frequencycap": (VIEW,), "quiethours": (VIEW,),
+                                   "ordercredit": (VIEW,)}),
         *_perms("loyalty", {"favoriteproductsoffer": ALL, "favoriteproductsselection": (VIEW,),
                             "customeventtype": (VIEW,), "tier": (VIEW,), "product": (VIEW,),
                             "store": (VIEW,)}),
@@ -56,7 +57,8 @@ ROLES: dict[str, list[str]] = {
     ANALYST: [
         *_perms("campaigns", {"campaign": (VIEW,), "promocontent": (VIEW,)}),
         *_perms("communications", {"mailing": (VIEW,), "triggermailing": (VIEW,),
-                                   "template": (VIEW,), "gateway": (VIEW,)}),
+                                   "template": (VIEW,), "gateway": (VIEW,),
+                                   "ordercredit": (VIEW,)}),
     ],
     # Helps members: profiles (created and changed through member_upsert, one by one or by
     # CSV import), consents (through the ledger's

@@ -16,6 +16,9 @@ from communications.ratelimit import REDIS_KEY_PREFIX, ratelimit_redis
 from config.celery import app as celery_app
 from tests.peers.smtp import SmtpPeer
 
+# A staff user per role, signed in to the admin or the API (admin_as, api_as), for any test.
+pytest_plugins = ["tests.roles_support"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # aiosmtpd logs every SMTP command at INFO; keep failure output readable.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
