@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import random
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,11 +20,14 @@ from communications.services.attribution import (
     orders_attribute,
 )
 from tests.campaigns.factories import CampaignFactory
+from tests.communications import attribution_parity
 from tests.communications.factories import MailingFactory, MessageFactory
 from tests.loyalty.factories import OrderFactory
 from tests.members.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -212,59 +219,30 @@ def test_the_command_redoes_the_days_it_is_given(capsys):
     assert OrderCredit.objects.count() == 1
 
 
-def _expected_credits(members, touches, orders, campaigns) -> dict[int, int]:
-    """The rule, computed the slow way: order id -> message id."""
-    expected = {}
-    for order in orders:
-        best = None
-        for message in touches[order.member_id]:
-            campaign = campaigns[message.mailing.campaign_id]
-            kinds = {"delivered": ["delivered_at", "opened_at", "clicked_at"],
-                     "opened": ["opened_at", "clicked_at"],
-                     "clicked": ["clicked_at"]}[campaign.attribution_touch]
-            depth = {"delivered_at": 1, "opened_at": 2, "clicked_at": 3}
-            for kind in kinds:
-                at = getattr(message, kind)
-                if at is None or at > order.placed_at:
-                    continue
-                if order.placed_at - at >= timedelta(days=campaign.attribution_window_days):
-                    continue
-                key = (at, depth[kind], message.pk)
-                if best is None or key > best[0]:
-                    best = (key, message.pk)
-        if best is not None:
-            expected[order.pk] = best[1]
-    return expected
-
-
 def test_generated_orders_are_credited_as_the_rule_computed_by_hand_says():
-    rng = random.Random(20261207)
-    campaigns = [CampaignFactory(attribution_touch=touch, attribution_window_days=window)
-                 for touch, window in [("delivered", 7), ("opened", 3), ("clicked", 1)]]
-    mailings = [MailingFactory(campaign=campaign) for campaign in campaigns for _ in range(3)]
-    members = [MemberFactory() for _ in range(25)]
-    touches = {member.pk: [] for member in members}
-    for member in members:
-        for mailing in rng.sample(mailings, rng.randint(0, 4)):
-            sent = DAY - timedelta(minutes=rng.randint(0, 60 * 24 * 9))
-            fields = {"delivered_at": sent + timedelta(minutes=1)}
-            if rng.random() < 0.5:
-                fields["opened_at"] = sent + timedelta(minutes=rng.randint(2, 60 * 24 * 2))
-                if rng.random() < 0.5:
-                    fields["clicked_at"] = fields["opened_at"] + timedelta(minutes=1)
-            message = MessageFactory(member=member, mailing=mailing,
-                                     status="delivered", created_at=sent, sent_at=sent,
-                                     **fields)
-            touches[member.pk].append(message)
-    orders = [OrderFactory(member=rng.choice(members),
-                           placed_at=DAY - timedelta(minutes=rng.randint(0, 60 * 24)))
-              for _ in range(60)]
+    attribution_parity.seed()
 
-    orders_attribute(placed_from=DAY - timedelta(days=1), placed_to=DAY + timedelta(days=1))
+    found = attribution_parity.evaluate()
 
-    expected = _expected_credits(members, touches, orders, {c.pk: c for c in campaigns})
-    assert expected, "the generated data should credit some orders"
-    assert dict(OrderCredit.objects.values_list("order_id", "message_id")) == expected
+    assert len(found["expected"]) > 10, "the generated data should credit some orders"
+    assert found["credited"] == found["expected"]
+
+
+@pytest.mark.slow
+def test_sqlite_credits_the_generated_orders_as_postgresql_does(tmp_path):
+    env = {**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "config.settings",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+           "ENGAGE_VAR_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "tests.communications.attribution_parity"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    on_sqlite = json.loads(run.stdout)
+    attribution_parity.seed()
+
+    on_postgresql = attribution_parity.evaluate()
+
+    assert on_sqlite["credited"] == on_sqlite["expected"]
+    assert on_sqlite["credited"] == on_postgresql["credited"]
 
 
 def test_the_credit_copies_the_orders_discount_and_points():
