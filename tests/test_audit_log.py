@@ -60,7 +60,8 @@ def test_a_campaign_changed_in_the_admin_is_logged_with_its_actor_and_before_aft
     response = marketer_client.post(
         reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
         {"name": "Spring sale", "starts_on": "", "ends_on": "", "budget": "1500.00",
-         "currency": "EUR", "status": "planned"},
+         "currency": "EUR", "status": "planned", "attribution_touch": "delivered",
+         "attribution_window_days": "7"},
         REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR="203.0.113.9")
 
     assert response.status_code == 302

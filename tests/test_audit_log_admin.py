@@ -27,7 +27,9 @@ def analyst(django_user_model):
 def _campaign_rename(client, campaign: Campaign, name: str) -> None:
     response = client.post(reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
                            {"name": name, "starts_on": "", "ends_on": "", "budget": "",
-                            "currency": campaign.currency, "status": campaign.status})
+                            "currency": campaign.currency, "status": campaign.status,
+                            "attribution_touch": campaign.attribution_touch,
+                            "attribution_window_days": campaign.attribution_window_days})
     assert response.status_code == 302
 
 

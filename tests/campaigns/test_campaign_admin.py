@@ -112,12 +112,14 @@ def test_a_campaign_is_created_with_goal_owner_and_status_in_the_admin(marketer_
                                                                        marketer):
     response = marketer_client.post(reverse("admin:campaigns_campaign_add"), {
         "name": "Autumn", "goal": "Reactivate", "owner": marketer.pk, "status": "planned",
-        "budget": "250.00", "currency": "EUR"})
+        "budget": "250.00", "currency": "EUR", "attribution_touch": "opened",
+        "attribution_window_days": "5"})
 
     assert response.status_code == 302
     campaign = Campaign.objects.get(name="Autumn")
     assert (campaign.goal, campaign.owner, campaign.status) == ("Reactivate", marketer,
                                                                 "planned")
+    assert (campaign.attribution_touch, campaign.attribution_window_days) == ("opened", 5)
 
 
 # --- scheduling a mailing over its campaign's budget ------------------------------------------
