@@ -11,8 +11,8 @@ Definitions (shown on the campaign page and in docs/attribution.md):
 - conversion: active members / reached; ROI: (revenue − spend) / spend.
 A ratio whose divisor is zero is None ("—" on the page), never 0 or infinity.
 
-Four grouped queries whatever the size: the messages by mailing (funnel and cost), the
-distinct members reached, the credits by mailing, and the distinct buyers.
+Five queries whatever the size: the mailings, their messages by mailing (funnel and cost),
+the distinct members reached, the credits by mailing, and the distinct buyers.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 
 from campaigns.models import Campaign
@@ -108,9 +109,26 @@ def _not_held_out() -> Q:
     return ~Q(status=Message.Status.SKIPPED, skip_reason="holdout")
 
 
+# Sort memory for the report's two distinct counts (a million members reached sort in memory
+# instead of spilling to disk: 0.26 s instead of 0.45 s); set for its transaction only.
+REPORT_WORK_MEM = "64MB"
+
+
 def campaign_metrics(campaign: Campaign) -> CampaignMetrics:
-    """The campaign's figures and its mailings' lines, in four grouped queries."""
-    messages = Message.objects.filter(mailing__campaign_id=campaign.pk, is_test=False).order_by()
+    """The campaign's figures and its mailings' lines, in five queries whatever the size."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        return _campaign_metrics(campaign)
+
+
+def _campaign_metrics(campaign: Campaign) -> CampaignMetrics:
+    mailings = list(Mailing.objects.filter(campaign_id=campaign.pk)
+                    .only("pk", "name", "state", "started_at").order_by("started_at", "pk"))
+    # By the mailings' ids rather than a join: the planner then sees how many messages that is.
+    messages = Message.objects.filter(mailing_id__in=[m.pk for m in mailings],
+                                      is_test=False).order_by()
     by_mailing = {row["mailing_id"]: row for row in messages.values("mailing_id").annotate(
         audience=Count("pk"),
         skipped=Count("pk", filter=Q(status=Message.Status.SKIPPED) & _not_held_out()),
@@ -121,15 +139,14 @@ def campaign_metrics(campaign: Campaign) -> CampaignMetrics:
         spent=Sum("cost"),
         **{f"stage_{stage}": Count("pk", filter=condition)
            for stage, condition in FUNNEL_STAGES.items()})}
-    reached = (messages.filter(FUNNEL_STAGES["sent"]).values("member_id").distinct()
-               .order_by().count())
+    # count(DISTINCT) sorts in memory; a GROUP BY member hashed a million groups 3x slower.
+    reached = messages.filter(FUNNEL_STAGES["sent"]).aggregate(
+        members=Count("member_id", distinct=True))["members"]
     credits = OrderCredit.objects.filter(campaign_id=campaign.pk, reversed_at__isnull=True)
     credited = {row["mailing_id"]: row for row in credits.order_by().values("mailing_id")
                 .annotate(orders=Count("pk"), revenue=Sum("revenue"),
                           discounts=Sum("discount"), points=Sum("points"))}
-    buyers = credits.values("member_id").distinct().order_by().count()
-    mailings = (Mailing.objects.filter(campaign_id=campaign.pk)
-                .only("pk", "name", "state", "started_at").order_by("started_at", "pk"))
+    buyers = credits.aggregate(members=Count("member_id", distinct=True))["members"]
     results = []
     for mailing in mailings:
         row = by_mailing.get(mailing.pk, {})
