@@ -90,7 +90,8 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
                                 "approve": ["communications.approve_mailing"]}
 
     def get_queryset(self):
-        return mailings_with_counts()
+        # The variants (and the winner among them) in one query for the page.
+        return mailings_with_counts().prefetch_related("variants")
 
     def get_serializer_class(self):
         if self.action in ("create", "update", "partial_update"):
@@ -255,7 +256,8 @@ class TriggerMailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
     filterset_class = MailingFilter
 
     def get_queryset(self):
-        return mailings_with_counts().filter(kind=Mailing.Kind.TRIGGER).select_related("trigger")
+        return (mailings_with_counts().filter(kind=Mailing.Kind.TRIGGER).select_related("trigger")
+                .prefetch_related("variants"))
 
     def get_serializer_class(self):
         if self.action in ("create", "update", "partial_update"):

@@ -170,6 +170,20 @@ class Template(models.Model):
                           push_data=self.push_data)
 
 
+HOLDOUT_PERCENT_MAX = 50
+TEST_PERCENT_MAX = 50
+VARIANTS_MIN, VARIANTS_MAX = 2, 5
+
+
+class WinnerMetric(models.TextChoices):
+    """What picks an A/B test's winner: the share of a variant's sent messages opened or
+    clicked, or of its members reached who placed an order since the start."""
+
+    OPEN_RATE = "open_rate", "Open rate"
+    CLICK_RATE = "click_rate", "Click rate"
+    CONVERSION_RATE = "conversion_rate", "Conversion rate"
+
+
 class Mailing(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -274,6 +288,39 @@ class Mailing(models.Model):
                   "channel too. Blank: only members the earlier channels cannot reach at all "
                   "(no address, no consent, suppressed) get the next one.",
     )
+    # Control group and A/B test (communications.services.experiments). Both shares are drawn
+    # per member by a hash of (mailing, member), so a part frozen again splits the same way.
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0, db_default=0, validators=[MaxValueValidator(HOLDOUT_PERCENT_MAX)],
+        verbose_name="holdout %",
+        help_text="Hold this share of the members who would get the mailing out of it, as "
+                  "the control group its lift is measured against (skipped: holdout). "
+                  "0 to 50.",
+    )
+    test_percent = models.PositiveSmallIntegerField(
+        default=20, db_default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(TEST_PERCENT_MAX)],
+        verbose_name="A/B test %",
+        help_text="With A/B variants: this share of the members who get the mailing is split "
+                  "evenly among the variants; the rest waits for the winner. 1 to 50.",
+    )
+    test_hours = models.PositiveSmallIntegerField(
+        default=4, db_default=4, validators=[MinValueValidator(1), MaxValueValidator(168)],
+        verbose_name="A/B test hours",
+        help_text="With A/B variants: how long after the start the test runs before the "
+                  "winner is chosen and sent to the rest.",
+    )
+    winner_metric = models.CharField(
+        max_length=16, choices=WinnerMetric.choices, default=WinnerMetric.OPEN_RATE,
+        db_default=WinnerMetric.OPEN_RATE,
+        help_text="With A/B variants: the variant with the highest rate wins; on a tie the "
+                  "first (A before B).",
+    )
+    winner = models.ForeignKey(
+        "MailingVariant", on_delete=models.SET_NULL, null=True, blank=True, editable=False,
+        related_name="+",
+    )
+    winner_chosen_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         editable=False, related_name="+",
@@ -319,6 +366,35 @@ class CascadeStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.template.channel} via {self.gateway}"
+
+
+class MailingVariant(models.Model):
+    """One version of an A/B tested mailing: its template, sent to an even share of the test
+    part of the audience (`Mailing.test_percent`); 2 to 5 per mailing, labelled A to E by
+    position. Messages carry the position (`Message.variant`)."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="variants")
+    position = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(VARIANTS_MAX)])
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["mailing", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "position"], name="mailing_variant_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.template}"
+
+    @property
+    def label(self) -> str:
+        return variant_label(self.position)
+
+
+def variant_label(position: int) -> str:
+    """A, B, C ... for positions 1, 2, 3 ..."""
+    return chr(ord("A") + position - 1)
 
 
 class FrequencyCap(models.Model):
@@ -443,6 +519,7 @@ class Message(models.Model):
         FREQUENCY_CAP = "frequency_cap", "Deferred by a frequency cap"
         LOCAL_TIME = "local_time", "Waiting for the send time in the member's time zone"
         MEMBER_QUIET_HOURS = "member_quiet", "The member's own quiet hours"
+        AB_TEST = "ab_test", "Waiting for the A/B test's winner"
 
     class SkipReason(models.TextChoices):
         MEMBER_INACTIVE = "inactive", "Member blocked or erased"
@@ -455,6 +532,7 @@ class Message(models.Model):
         FREQUENCY_CAP = "frequency_cap", "Over the frequency cap"
         QUIET_HOURS_EXPIRED = "quiet_hours_expired", "Quiet hours lasted past the lifetime"
         TRIGGER_CANCELLED = "trigger_cancelled", "Cancelled by a later event of the trigger"
+        HOLDOUT = "holdout", "Held out as the control group"
 
     # Both foreign keys are covered by the composite indexes below; their own indexes would only
     # slow the audience snapshot down. Nor do they carry database constraints: a snapshot
@@ -503,6 +581,9 @@ class Message(models.Model):
                               blank=True, related_name="+", db_index=False,
                               db_constraint=False)
     occasion = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The A/B variant (its `MailingVariant.position`) a message of the test part is rendered
+    # with; null for the rest of the audience, which gets the winner's template.
+    variant = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -702,6 +783,7 @@ class TriggerMailing(Mailing):
     class Meta:
         proxy = True
         verbose_name = "trigger mailing"
+
 
 class OrderCredit(models.Model):
     """An order credited to the campaign and mailing whose message touched its member last

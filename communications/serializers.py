@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from communications.models import CascadeStep, Mailing, Message, Trigger
+from communications.models import CascadeStep, Mailing, MailingVariant, Message, Trigger
 from communications.selectors import mailing_counts_from_annotations, mailing_status_counts
 from communications.selectors.calendar import MAX_CALENDAR_DAYS, calendar_range_errors
 from communications.services.mailings import MAILING_EDITABLE_FIELDS
@@ -28,9 +28,21 @@ class CascadeStepSerializer(serializers.ModelSerializer):
         read_only_fields = ["position"]
 
 
+class MailingVariantSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True, help_text="A, B, ... by position.")
+
+    class Meta:
+        model = MailingVariant
+        fields = ["position", "label", "template"]
+        read_only_fields = ["position"]
+
+
 class MailingSerializer(serializers.ModelSerializer):
     channel = serializers.CharField(read_only=True, allow_null=True)
     cascade_steps = CascadeStepSerializer(many=True, read_only=True)
+    variants = MailingVariantSerializer(many=True, read_only=True)
+    winner = serializers.SerializerMethodField(
+        help_text="The A/B test's winning variant (A, B, ...), once chosen; else null.")
     status_counts = serializers.SerializerMethodField()
 
     class Meta:
@@ -43,8 +55,15 @@ class MailingSerializer(serializers.ModelSerializer):
             "send_in_member_timezone", "recurrence", "recurring_parent", "priority",
             "defer_capped", "message_lifetime", "started_at", "completed_at", "failure_reason",
             "created_at", "status_counts", "kind", "approved_by", "approved_at",
+            "holdout_percent", "variants", "test_percent", "test_hours", "winner_metric",
+            "winner", "winner_chosen_at",
         ]
         read_only_fields = fields
+
+    def get_winner(self, mailing: Mailing) -> str | None:
+        # From the variants, which the views prefetch, rather than a query per mailing.
+        return next((variant.label for variant in mailing.variants.all()
+                     if variant.pk == mailing.winner_id), None)
 
     @extend_schema_field(MailingStatusCountsSerializer)
     def get_status_counts(self, mailing: Mailing) -> dict[str, Any]:
@@ -66,10 +85,16 @@ class MailingWriteSerializer(serializers.ModelSerializer):
         help_text="The further channels, in order: members the mailing's own channel cannot "
                   "reach (or, with cascade_after, did not reach) get the next one. Given, it "
                   "replaces the mailing's cascade.")
+    variants = MailingVariantSerializer(
+        many=True, required=False,
+        help_text="The A/B variants, 2 to 5, in order (A, B, ...): test_percent of the "
+                  "audience is split evenly among them and the winner by winner_metric goes "
+                  "to the rest after test_hours. Given, it replaces the mailing's variants; "
+                  "[] ends the test.")
 
     class Meta:
         model = Mailing
-        fields = [*MAILING_EDITABLE_FIELDS, "cascade_steps"]
+        fields = [*MAILING_EDITABLE_FIELDS, "cascade_steps", "variants"]
         extra_kwargs = {"member": {"required": False}}
 
     def service_fields(self) -> dict[str, Any]:
@@ -78,6 +103,9 @@ class MailingWriteSerializer(serializers.ModelSerializer):
         steps = fields.pop("cascade_steps", None)
         if steps is not None:
             fields["cascade"] = [(step["template"], step["gateway"]) for step in steps]
+        variants = fields.pop("variants", None)
+        if variants is not None:
+            fields["variants"] = [variant["template"] for variant in variants]
         return fields
 
 

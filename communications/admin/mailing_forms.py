@@ -1,5 +1,5 @@
 """The mailing change page's forms: the mailing with its audience upload and schedule
-checks, the cascade steps, and the test send."""
+checks, the cascade steps, the A/B variants, and the test send."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -18,13 +18,17 @@ from communications.admin.editing import (
     validation_error_text,
 )
 from communications.models import (
+    VARIANTS_MAX,
+    VARIANTS_MIN,
     CascadeStep,
     Mailing,
+    MailingVariant,
 )
 from communications.services import (
     mailing_schedulable_errors,
 )
 from communications.services.cascade import Step, cascade_steps_problems
+from communications.services.experiments import variants_problems
 from communications.services.schedules import recurrence_rule
 from communications.services.test_sends import (
     TEST_RECIPIENTS_MAX,
@@ -35,8 +39,10 @@ from communications.services.test_sends import (
 MAILING_FIELDS = ["name", "campaign", "target_group", "static_list", "member", "template",
                   "gateway", "track_engagement", "cascade_after", "scheduled_at",
                   "send_in_member_timezone", "recurrence", "priority", "defer_capped",
-                  "message_lifetime"]
+                  "message_lifetime", "holdout_percent", "test_percent", "test_hours",
+                  "winner_metric"]
 AUDIENCE_FIELDS = ("target_group", "static_list", "member")
+EXPERIMENT_FIELDS = ("holdout_percent", "test_percent", "test_hours", "winner_metric")
 SCHEDULE_FIELDS = ["scheduled_at", "send_in_member_timezone", "recurrence"]
 # `name`s of the extra submit buttons on the mailing change page.
 SCHEDULE, START_NOW = "_schedule", "_start_now"
@@ -74,13 +80,29 @@ class MailingForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if "priority" in self.fields:
-            # Left empty (or posted by a client that predates it) means the default.
-            self.fields["priority"].required = False
+        # Left empty (or posted by a client that predates them) means the default.
+        for name in ("priority", *EXPERIMENT_FIELDS):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def _default_if_empty(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        return Mailing._meta.get_field(name).default if value in (None, "") else value
 
     def clean_priority(self) -> int:
-        priority = self.cleaned_data.get("priority")
-        return Mailing._meta.get_field("priority").default if priority is None else priority
+        return self._default_if_empty("priority")
+
+    def clean_holdout_percent(self) -> int:
+        return self._default_if_empty("holdout_percent")
+
+    def clean_test_percent(self) -> int:
+        return self._default_if_empty("test_percent")
+
+    def clean_test_hours(self) -> int:
+        return self._default_if_empty("test_hours")
+
+    def clean_winner_metric(self) -> str:
+        return self._default_if_empty("winner_metric")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -222,3 +244,68 @@ class CascadeStepInline(admin.TabularInline):
         return self._editable(obj) and super().has_delete_permission(request, obj)
 
 
+
+
+class MailingVariantFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        mailing = self.instance  # with the mailing form's changes applied
+        variants = sorted(((form.cleaned_data["position"], form.cleaned_data["template"])
+                           for form in self.forms
+                           if form.cleaned_data and not form.cleaned_data.get("DELETE")),
+                          key=lambda variant: variant[0])
+        if not variants:
+            return
+        positions = [position for position, _ in variants]
+        if positions != list(range(1, len(positions) + 1)):
+            raise ValidationError(f"Number the variants 1 to {len(positions)} (A, B, ...), "
+                                  "each once.")
+        problems = variants_problems(
+            channel=mailing.template.channel if mailing.template_id else None,
+            templates=[template for _, template in variants])
+        if _cascade_steps_posted(self.data):
+            problems.append("an A/B tested mailing cannot have a channel cascade")
+        if mailing.send_in_member_timezone:
+            problems.append("an A/B tested mailing cannot be sent in each member's time zone")
+        if mailing.recurrence:
+            problems.append("an A/B tested mailing cannot recur")
+        if problems:
+            raise ValidationError(problems)
+
+
+def _cascade_steps_posted(data: Any) -> bool:
+    """Whether the page's cascade inline keeps at least one step (the two inlines are saved
+    together, so neither formset sees the other's rows in the database yet)."""
+    prefix = "cascade_steps"
+    try:
+        total = int(data.get(f"{prefix}-TOTAL_FORMS") or 0)
+    except ValueError:
+        return False
+    return any(data.get(f"{prefix}-{index}-template") and not data.get(f"{prefix}-{index}-DELETE")
+               for index in range(total))
+
+
+class MailingVariantInline(admin.TabularInline):
+    """The A/B variants: each a template sent to an even share of the test part of the
+    audience; the winner goes to the rest after the test hours."""
+
+    model = MailingVariant
+    formset = MailingVariantFormSet
+    extra = 0
+    max_num = VARIANTS_MAX
+    fields = ["position", "template"]
+    verbose_name = "A/B variant"
+    verbose_name_plural = (f"A/B variants: {VARIANTS_MIN} to {VARIANTS_MAX} templates, numbered "
+                           "1 (A) on; none for a plain mailing")
+
+    def _editable(self, obj: Mailing | None) -> bool:
+        return obj is None or obj.state in EDITABLE_STATES
+
+    def has_add_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)

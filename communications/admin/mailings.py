@@ -32,6 +32,7 @@ from communications.admin.editing import (
 )
 from communications.admin.mailing_forms import (
     AUDIENCE_FIELDS,
+    EXPERIMENT_FIELDS,
     MAILING_FIELDS,
     SCHEDULE,
     SCHEDULE_FIELDS,
@@ -40,10 +41,12 @@ from communications.admin.mailing_forms import (
     CascadeStepInline,
     MailingForm,
     MailingTestSendForm,
+    MailingVariantInline,
     before_scheduling_fields,
     moment_text,
     pressed_submit_action,
 )
+from communications.admin.wizard import MailingWizard
 from communications.charts import mailing_report_context
 from communications.models import (
     Mailing,
@@ -52,6 +55,7 @@ from communications.models import (
 from communications.selectors import mailing_status_counts, mailings_with_counts
 from communications.selectors.calendar import messaging_calendar
 from communications.selectors.costs import mailing_cost_estimate
+from communications.selectors.experiments import mailing_experiment
 from communications.selectors.reports import mailing_report
 from communications.services import (
     mailing_approve,
@@ -66,6 +70,7 @@ from communications.services.audiences import (
     mailing_audience,
     mailing_audience_errors,
 )
+from communications.services.experiments import mailing_test_end_now
 from communications.services.test_sends import (
     TEST_RECIPIENTS_MAX,
     TESTABLE_STATES,
@@ -81,6 +86,10 @@ class _StateChange:
     states: tuple[str, ...]  # where the button shows
     change: Callable[..., Mailing]
     done: str  # logged and shown, after the mailing's name
+    applies: Callable[[Mailing], bool] = lambda mailing: True  # and for which mailings
+
+    def shown(self, mailing: Mailing) -> bool:
+        return mailing.state in self.states and self.applies(mailing)
 
 
 STATE_CHANGES = {
@@ -88,6 +97,11 @@ STATE_CHANGES = {
     "_resume": _StateChange("Resume", (State.PAUSED,), mailing_resume, "is sending again."),
     "_cancel": _StateChange("Cancel mailing", CANCELLABLE_STATES, mailing_cancel,
                             "is cancelled."),
+    # An A/B test ended early by the marketer: the winner by the mailing's metric so far.
+    "_winner": _StateChange("Choose the winner now", (State.SENDING,), mailing_test_end_now,
+                            "has its A/B winner; the rest of the audience gets it.",
+                            applies=lambda mailing: mailing.winner_chosen_at is None
+                            and mailing.variants.exists()),
 }
 
 
@@ -96,7 +110,7 @@ STATE_CHANGES = {
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     form = MailingForm
-    inlines = [CascadeStepInline]
+    inlines = [CascadeStepInline, MailingVariantInline]
     list_display = ["name", "state", "channel", "scheduled_at", "total", "queued", "sent",
                     "failed", "skipped", "campaign"]
     list_filter = ["state", "campaign"]
@@ -108,7 +122,7 @@ class MailingAdmin(admin.ModelAdmin):
                        "failure_reason", "created_by", "created_at", "approved_by",
                        "approved_at", "status_counts",
                        "address_list_report", "recurring_parent", "cost_estimate",
-                       "test_send"]
+                       "test_send", "winner", "winner_chosen_at"]
     raw_id_fields = ["member"]
     # The standard list with a link to the messaging calendar.
     change_list_template = "admin/communications/mailing/calendar_changelist.html"
@@ -120,19 +134,24 @@ class MailingAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Mailing | None = None) -> list[Any]:
         main = (None, {"fields": [name for name in MAILING_FIELDS if name not in AUDIENCE_FIELDS
-                                  and name not in SCHEDULE_FIELDS]})
+                                  and name not in SCHEDULE_FIELDS
+                                  and name not in EXPERIMENT_FIELDS]})
+        experiment = ("Control group and A/B test (the variants are below)",
+                      {"fields": [*EXPERIMENT_FIELDS]})
         audience = ("Audience: one of a target group, a static list, a member or an uploaded "
                     "address list", {"fields": [*AUDIENCE_FIELDS, "address_list",
                                                 "address_region"]})
         schedule = ("When", {"fields": SCHEDULE_FIELDS})
         if obj is None:
-            return [main, audience, schedule]
+            return [main, audience, schedule, experiment]
+        if obj.winner_chosen_at is not None:
+            experiment[1]["fields"] += ["winner", "winner_chosen_at"]
         if obj.state not in EDITABLE_STATES:
             audience = (audience[0], {"fields": [*AUDIENCE_FIELDS, "address_list_report"]})
         else:
             audience[1]["fields"].append("address_list_report")
         return [
-            main, audience, schedule, *before_scheduling_fields(obj),
+            main, audience, schedule, experiment, *before_scheduling_fields(obj),
             ("State", {"fields": ["state", "channel", "audience_size", "recurring_parent",
                                   "started_at", "completed_at", "failure_reason",
                                   "created_by", "created_at", "approved_by",
@@ -298,10 +317,12 @@ class MailingAdmin(admin.ModelAdmin):
         if allowed and obj is not None:
             buttons += [(name, state_change.label)
                         for name, state_change in STATE_CHANGES.items()
-                        if obj.state in state_change.states]
+                        if state_change.shown(obj)]
         context["mailing_buttons"] = buttons
         if obj is not None and obj.state not in EDITABLE_STATES:
             context["mailing_report"] = self._report_context(obj)
+            # The report section's include names its variables; this one it finds here.
+            context["experiment"] = context["mailing_report"]["experiment"]
         if not editable:
             context.update(show_save=False, show_save_and_continue=False,
                            show_save_and_add_another=False)
@@ -313,7 +334,11 @@ class MailingAdmin(admin.ModelAdmin):
         view, name = self.admin_site.admin_view, f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("calendar/", view(self.calendar_view), name=f"{name}_calendar"),
+            path("wizard/", view(MailingWizard.as_view(model_admin=self)),
+                 name=f"{name}_wizard"),
             path("<path:object_id>/report/", view(self.report_view), name=f"{name}_report"),
+            path("<path:object_id>/report.csv", view(self.report_csv_view),
+                 name=f"{name}_report_csv"),
             *super().get_urls(),
         ]
 
@@ -323,6 +348,7 @@ class MailingAdmin(admin.ModelAdmin):
         page_url = reverse("admin:communications_mailing_report", args=[mailing.pk],
                            current_app=site)
         return {**mailing_report_context(mailing_report(mailing=mailing)),
+                "experiment": mailing_experiment(mailing=mailing),
                 "page_url": page_url, "refresh_url": f"{page_url}?fragment=1",
                 "refresh_seconds": self.report_refresh_seconds,
                 "calendar_url": reverse("admin:communications_mailing_calendar",
@@ -340,7 +366,7 @@ class MailingAdmin(admin.ModelAdmin):
             raise PermissionDenied
         report = self._report_context(mailing)
         buttons = ([(name, change.label) for name, change in STATE_CHANGES.items()
-                    if mailing.state in change.states]
+                    if change.shown(mailing)]
                    if self.has_change_permission(request, mailing) else [])
         context = {**self.admin_site.each_context(request), **report, "opts": self.opts,
                    "mailing": mailing, "title": f"Report: {mailing}", "mailing_buttons": buttons,
@@ -348,6 +374,23 @@ class MailingAdmin(admin.ModelAdmin):
                    "report_refresh_seconds": report["refresh_seconds"]}
         page = "report_section" if request.GET.get("fragment") else "report"
         return TemplateResponse(request, f"admin/communications/mailing/{page}.html", context)
+
+    def report_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The mailing's report as one CSV table (communications.selectors.reports_csv)."""
+        from communications.selectors.reports_csv import (
+            REPORT_CSV_HEADER,
+            mailing_report_csv_rows,
+        )
+        from config.csv_export import csv_lines, csv_response
+
+        mailing = Mailing.objects.select_related("template").filter(pk=unquote(object_id)).first()
+        if mailing is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, mailing):
+            raise PermissionDenied
+        rows = mailing_report_csv_rows(mailing=mailing, report=mailing_report(mailing=mailing))
+        return csv_response(csv_lines(REPORT_CSV_HEADER, rows),
+                            filename=f"mailing-{mailing.pk}-report.csv")
 
     def calendar_view(self, request: HttpRequest) -> HttpResponse:
         """A month of the messaging calendar (`?month=YYYY-MM`, this month by default)."""

@@ -315,11 +315,9 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
         return {"claimed": 0, **screened}
     rows = list(
         Message.objects.filter(pk__in=ids).order_by("pk")
-        .values("pk", "member_id", "address", "attempts", *member_value_paths())
+        .values("pk", "member_id", "address", "attempts", "variant", *member_value_paths())
     )
-    template = CompiledTemplate(subject=step.template.subject, body=step.template.body,
-                                html_body=step.template.html_body)
-    rich_content = template_rich_content(step.template)
+    templates = _batch_templates(mailing=mailing, step=step)
     links = (unsubscribe_urls(member_ids=[row["member_id"] for row in rows],
                               channel=Channel.EMAIL, mailing_id=mailing_id)
              if channel == Channel.EMAIL else {})
@@ -327,6 +325,7 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     render_failures: list[SendResult] = []
     for row in rows:
         link = links.get(row["member_id"])
+        template, rich_content = templates.get(row["variant"], templates[None])
         try:
             rendered = template.render(member_context(row), unsubscribe_url=link)
         except Exception as exc:  # noqa: BLE001  (a template failing for one member fails only them)
@@ -370,6 +369,31 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     if released:
         outcome["released"] = released
     return outcome
+
+
+def _batch_templates(*, mailing: Mailing, step: Any
+                     ) -> dict[int | None, tuple[CompiledTemplate, dict[str, Any]]]:
+    """The templates a batch renders with, compiled once, with their rich content: by A/B
+    variant position, and under None the one for messages without a variant. That is the
+    step's own, or on an A/B tested mailing's first channel the winner's: the rest of its
+    audience is held until the winner is chosen, so it is never claimed before."""
+    def compiled(template: Any) -> tuple[CompiledTemplate, dict[str, Any]]:
+        return (CompiledTemplate(subject=template.subject, body=template.body,
+                                 html_body=template.html_body),
+                template_rich_content(template))
+
+    templates: dict[int | None, tuple[CompiledTemplate, dict[str, Any]]] = {}
+    if step.position == 0:
+        variants = {variant.position: variant
+                    for variant in mailing.variants.select_related("template")}
+        templates.update({position: compiled(variant.template)
+                          for position, variant in variants.items()})
+        winner = next((variant for variant in variants.values()
+                       if variant.pk == mailing.winner_id), None)
+        if winner is not None:
+            templates[None] = templates[winner.position]
+    templates.setdefault(None, compiled(step.template))
+    return templates
 
 
 def list_unsubscribe_headers(link: str) -> dict[str, str]:

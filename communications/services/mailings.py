@@ -16,13 +16,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import (
+    Count,
+    OuterRef,
     Q,
+    Subquery,
     Sum,
 )
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from communications.gateways import GATEWAYS
-from communications.models import AudiencePart, Mailing, Message
+from communications.models import AudiencePart, Mailing, MailingVariant, Message
 from communications.services.approvals import mailing_approval_errors
 from communications.services.audiences import (
     AUDIENCE_EDITABLE_STATES,
@@ -41,6 +45,11 @@ from communications.services.dispatch import (
     mailing_complete_if_done,
     mailing_dispatch_enqueue,
     messages_mark_unconfirmed_unknown,
+)
+from communications.services.experiments import (
+    experiment_errors,
+    experiments_decide,
+    mailing_variants_set,
 )
 from communications.services.schedules import (
     mailing_runs_start,
@@ -100,6 +109,8 @@ def mailing_content_errors(*, mailing: Mailing,
                                  f"send {mailing.template.channel}")
     if not errors:
         errors = cascade_errors(mailing=mailing)
+    if not errors:
+        errors = experiment_errors(mailing=mailing)
     return errors
 
 
@@ -231,14 +242,16 @@ MAILING_EDITABLE_FIELDS = ("name", "campaign", "target_group", "static_list", "m
                            "template", "gateway", "category", "track_engagement",
                            "cascade_after", "scheduled_at",
                            "send_in_member_timezone", "recurrence", "priority", "defer_capped",
-                           "message_lifetime")
+                           "message_lifetime", "holdout_percent", "test_percent", "test_hours",
+                           "winner_metric")
 
 
 @transaction.atomic
 def mailing_create(*, by: object | None = None, cascade: list | None = None,
-                   **fields: object) -> Mailing:
-    """A draft mailing; nothing about it is checked for sending until it is scheduled.
-    `cascade`: the (template, gateway) pairs of its further channels, in order."""
+                   variants: list | None = None, **fields: object) -> Mailing:
+    """A draft mailing; nothing about it is checked for sending until it is scheduled, but
+    for its A/B test (`services.experiments`). `cascade`: the (template, gateway) pairs of its
+    further channels, in order; `variants`: the templates of its A/B variants, in order."""
     unknown = set(fields) - set(MAILING_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({name: "cannot be set" for name in sorted(unknown)})
@@ -247,15 +260,18 @@ def mailing_create(*, by: object | None = None, cascade: list | None = None,
     mailing.save()
     if cascade:
         mailing_cascade_set(mailing=mailing, steps=cascade)
+    if variants:
+        mailing_variants_set(mailing=mailing, templates=variants)
+        _experiment_validate(mailing)
     return mailing
 
 
 @transaction.atomic
 def mailing_update(*, mailing: Mailing, cascade: list | None = None,
-                   **fields: object) -> Mailing:
+                   variants: list | None = None, **fields: object) -> Mailing:
     """Change a draft, scheduled or recurring mailing; from `preparing` on it is fixed (its
     audience is frozen into messages and its content is being sent). `cascade` replaces
-    its further channels when given."""
+    its further channels when given, `variants` its A/B variants."""
     unknown = set(fields) - set(MAILING_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({name: "cannot be set" for name in sorted(unknown)})
@@ -268,7 +284,19 @@ def mailing_update(*, mailing: Mailing, cascade: list | None = None,
     mailing.save(update_fields=list(fields))
     if cascade is not None:
         mailing_cascade_set(mailing=mailing, steps=cascade)
+    if variants is not None:
+        mailing_variants_set(mailing=mailing, templates=variants)
+    _experiment_validate(mailing)
     return mailing
+
+
+def _experiment_validate(mailing: Mailing) -> None:
+    """An A/B test's conflicts (a cascade, member time zones, a recurrence) are refused when
+    the mailing is written, not only when it is scheduled: the marketer is at the form."""
+    mailing = Mailing.objects.select_related("template").get(pk=mailing.pk)
+    errors = experiment_errors(mailing=mailing)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _mailing_validate(mailing: Mailing) -> None:
@@ -298,6 +326,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
     # both the webhook's apply and the batch's own; recent ones are looked at again here.
     late_receipts = receipts_apply(received_after=now - settings.ENGAGE_CLAIM_TIMEOUT)
     fallbacks = cascade_fallbacks_create(now=now)
+    winners = experiments_decide(now=now)
     expired = messages_expire(now=now)
 
     # Parts nobody is freezing (their task was lost with a worker or the broker); a part being
@@ -317,7 +346,7 @@ def mailings_tick(*, now: datetime | None = None) -> dict[str, Any]:
         if not mailing_complete_if_done(mailing_id=mailing_id):
             mailing_dispatch_enqueue(mailing_id=mailing_id)
     return {"runs": runs, "started": due, "in_doubt": in_doubt, "fallbacks": fallbacks,
-            "late_receipts": late_receipts,
+            "late_receipts": late_receipts, "winners": winners,
             "expired": expired,
             "preparing": preparing, "stalled": stalled}
 
@@ -402,8 +431,11 @@ def audience_parts_freeze(*, mailing_id: int) -> int:
 
 
 def _mailing_read_shared(*, mailing_id: int) -> Mailing | None:
+    variants = (MailingVariant.objects.filter(mailing=OuterRef("pk")).order_by()
+                .values("mailing").annotate(n=Count("pk")).values("n"))
     mailing = (Mailing.objects.select_related("template", "target_group", "static_list",
                                               "gateway")
+               .annotate(variant_count=Coalesce(Subquery(variants), 0))
                .filter(pk=mailing_id).first())
     if mailing is not None and connection.vendor == "postgresql":
         with connection.cursor() as cursor:

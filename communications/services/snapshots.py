@@ -3,10 +3,25 @@ INSERT … SELECT, each row queued or skipped with its reason, for one channel o
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, CharField, Count, F, FilteredRelation, Q, QuerySet, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    CharField,
+    Count,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from communications.models import Gateway, Mailing, Message
@@ -43,6 +58,32 @@ MESSENGER_NETWORKS: dict[str, tuple[str, ...]] = {
     "viber": (MessengerAccount.Network.VIBER,), "telegram": (MessengerAccount.Network.TELEGRAM,)}
 _CHANNEL_NETWORKS = {Channel.VIBER: (MessengerAccount.Network.VIBER,),
                      Channel.SOCIAL: SOCIAL_NETWORKS}
+
+
+# A member's draws for a mailing's control group and A/B test: 10,000 buckets, each a hash of
+# (mailing, member) in integer arithmetic that PostgreSQL and SQLite compute alike (SQLite has
+# no md5 of its own, and Django's MOD() there goes through floats). x = (member * A + mailing
+# * B + salt) mod P, then x² mod P: the square breaks up the regular steps the linear part
+# alone takes through consecutive member ids, so the two draws (different salts) do not
+# follow each other. Every product stays below 2**63 for member ids under 10**14.
+BUCKETS = 10_000
+_HASH_P, _HASH_A, _HASH_B = 2_147_483_647, 48_271, 69_621
+HOLDOUT_SALT, TEST_SALT = 1_000_003, 7_368_787
+
+
+def member_bucket(*, mailing_id: int, salt: int, member: str = "pk") -> ExpressionWrapper:
+    """The member's bucket, 0 to BUCKETS - 1, as an expression over the member id `member`."""
+    def wrap(expression: object) -> ExpressionWrapper:
+        return ExpressionWrapper(expression, output_field=BigIntegerField())
+
+    x = wrap((F(member) * _HASH_A + (mailing_id * _HASH_B + salt)) % _HASH_P)
+    return wrap(((x * x) % _HASH_P) % BUCKETS)
+
+
+def member_bucket_of(*, mailing_id: int, salt: int, member_id: int) -> int:
+    """`member_bucket` in Python, for tests and for explaining a member's draw."""
+    x = (member_id * _HASH_A + mailing_id * _HASH_B + salt) % _HASH_P
+    return (x * x) % _HASH_P % BUCKETS
 
 
 def snapshot_address_field(channel: str) -> str:
@@ -128,6 +169,12 @@ def _skip_reason(*, mailing: Mailing, channel: str, address_field: str) -> Case:
                           then=Value(SkipReason.NOT_SUBSCRIBED)))
     if channel == Channel.EMAIL and settings.ENGAGE_EMAIL_DOUBLE_OPT_IN:
         whens.append(When(email_verified_at__isnull=True, then=Value(SkipReason.UNCONFIRMED)))
+    if mailing.holdout_percent:
+        # Last: only a member who would otherwise be sent to joins the control group, so the
+        # two groups compare like with like (both reachable, both consenting).
+        whens.append(When(LessThan(member_bucket(mailing_id=mailing.pk, salt=HOLDOUT_SALT),
+                                   mailing.holdout_percent * BUCKETS // 100),
+                          then=Value(SkipReason.HOLDOUT)))
     return Case(*whens, default=Value(""), output_field=CharField())
 
 
@@ -179,18 +226,34 @@ def audience_snapshot(*, mailing: Mailing, members: tuple[int, int],
                       among: QuerySet | None = None) -> int:
     """Write the message rows of the audience members whose ids are in the range `members`,
     on the mailing's first channel, or on `channel` through `gateway` (a cascade step) for the
-    members `among` (a query of member ids, already of the audience)."""
+    members `among` (a query of member ids, already of the audience).
+
+    With A/B variants, the first channel's queued rows are split in the same statement: the
+    test part gets a variant each, the rest is held (`held_for = ab_test`) until the winner
+    is chosen (`services.experiments`)."""
+    first = channel is None
     channel = channel or mailing.template.channel
     # A cascade step's members were taken from the audience by the first step; the target
     # group is not evaluated again for them.
     audience = (mailing_audience(mailing=mailing) if among is None
                 else Member.objects.filter(pk__in=among))
+    variants = 0
+    if first and among is None:
+        # Read with the mailing by the part's freezer (`variant_count`), saving a query a part.
+        variants = getattr(mailing, "variant_count", None)
+        if variants is None:
+            variants = mailing.variants.count()
     select_sql, params = recipients_select(mailing=mailing, audience=audience, members=members,
-                                           channel=channel, gateway=gateway or mailing.gateway)
+                                           channel=channel, gateway=gateway or mailing.gateway,
+                                           test_draw=bool(variants))
     now = timezone.now()
     qn = connection.ops.quote_name
     columns = recipient_columns()
     outer_params = [mailing.pk, channel, Status.QUEUED, Status.SKIPPED, now, now]
+    if variants:
+        split_columns, split_params = _test_split_columns(mailing=mailing, variants=variants)
+        columns.update(split_columns)
+        outer_params += split_params
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(Message._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
@@ -198,6 +261,25 @@ def audience_snapshot(*, mailing: Mailing, members: tuple[int, int],
             outer_params + list(params),
         )
         return cursor.rowcount
+
+
+# Not before this, that is until released: the rest of an A/B tested audience waits for the
+# winner without a time of its own.
+HELD_UNTIL_RELEASED = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _test_split_columns(*, mailing: Mailing, variants: int) -> tuple[dict[str, str], list]:
+    """The A/B columns of the snapshot's INSERT, after `recipient_columns`'s, and their
+    parameters: a member to be sent to whose test draw is under the test share gets variant
+    1 + draw mod `variants` (an even split); the others wait for the winner."""
+    test = "snap._snap_reason = '' AND snap._snap_test < %s"
+    rest = "snap._snap_reason = '' AND snap._snap_test >= %s"
+    cut = mailing.test_percent * BUCKETS // 100
+    return ({"variant": f"CASE WHEN {test} THEN 1 + snap._snap_test %% %s ELSE NULL END",
+             "not_before": f"CASE WHEN {rest} THEN %s ELSE NULL END",
+             "held_for": f"CASE WHEN {rest} THEN %s ELSE '' END"},
+            [cut, variants, cut, connection.ops.adapt_datetimefield_value(HELD_UNTIL_RELEASED),
+             cut, Message.HoldReason.AB_TEST])
 
 
 def recipient_columns() -> dict[str, str]:
@@ -216,10 +298,11 @@ def recipient_columns() -> dict[str, str]:
 
 
 def recipients_select(*, mailing: Mailing, audience: QuerySet, members: tuple[int, int],
-                      channel: str, gateway: Gateway) -> tuple[str, list]:
+                      channel: str, gateway: Gateway, test_draw: bool = False) -> tuple[str, list]:
     """SQL selecting, for the `audience` members whose ids are in the range `members`, their
     id (`pk`), their address on `channel` (`_snap_address`) and why they must not get the
-    mailing (`_snap_reason`, '' = send)."""
+    mailing (`_snap_reason`, '' = send); with `test_draw`, also their A/B test draw
+    (`_snap_test`, a bucket of `member_bucket`)."""
     address_field = snapshot_address_field(channel)
     select = (
         audience
@@ -231,7 +314,10 @@ def recipients_select(*, mailing: Mailing, audience: QuerySet, members: tuple[in
                                          output_field=CharField()),
                   _snap_reason=_skip_reason(mailing=mailing, channel=channel,
                                             address_field=address_field))
-        .values("pk", "_snap_address", "_snap_reason")
     )
+    if test_draw:
+        select = select.annotate(_snap_test=member_bucket(mailing_id=mailing.pk, salt=TEST_SALT))
+    select = select.values("pk", "_snap_address", "_snap_reason",
+                           *(["_snap_test"] if test_draw else []))
     sql, params = select.query.sql_with_params()
     return sql, list(params)

@@ -77,4 +77,6 @@ def sms_mailing(**fields) -> Mailing:
 
 
 # The cascade inline's management form, as the mailing admin page posts it with no steps.
-ADMIN_NO_CASCADE_STEPS = {"cascade_steps-TOTAL_FORMS": "0", "cascade_steps-INITIAL_FORMS": "0"}
+ADMIN_NO_CASCADE_STEPS = {"cascade_steps-TOTAL_FORMS": "0", "cascade_steps-INITIAL_FORMS": "0",
+                          # ... and no A/B variants (their inline posts its management form too).
+                          "variants-TOTAL_FORMS": "0", "variants-INITIAL_FORMS": "0"}
