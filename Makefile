@@ -42,6 +42,7 @@ messages: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -c pyproject.toml -q -r config members loyalty campaigns communications manage.py --severity-level medium
 
 bench: install
 	bash .ci/services.sh --bench

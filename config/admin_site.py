@@ -53,7 +53,10 @@ TASK_GROUPS = (
         "members.AuditEntry")),
     TaskGroup("settings", "Settings and integration", (
         "loyalty.ApiKey", "loyalty.WebhookSubscription", "loyalty.WebhookDelivery",
-        "loyalty.CustomEventType", "auth.User", "auth.Group")),
+        "loyalty.CustomEventType", "auth.User", "auth.Group",
+        # Staff sign-in (config/staff_auth.py): authenticator devices, locked-out logins.
+        "otp_totp.TOTPDevice", "axes.AccessAttempt", "axes.AccessFailureLog",
+        "axes.AccessLog")),
 )
 # A screen registered without a place above still shows (to those allowed), last, rather
 # than vanishing; tests/test_admin_navigation.py fails until it is given one.
@@ -68,6 +71,25 @@ class EngageAdminSite(AdminSite):
     site_header = "Engage"
     site_title = "Engage"
     index_title = "Home"
+    # The login asks for the second factor when ENGAGE_STAFF_2FA is on (config/staff_auth.py).
+    login_template = "admin/staff_login.html"
+
+    @property
+    def login_form(self):  # type: ignore[override]
+        from config.staff_auth import StaffLoginForm
+
+        return StaffLoginForm
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        from config.staff_auth import second_factor_passed
+
+        return super().has_permission(request) and second_factor_passed(request)
+
+    def login(self, request: HttpRequest,
+              extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from config.staff_auth import after_login
+
+        return after_login(request, super().login(request, extra_context))
 
     def get_app_list(self, request: HttpRequest,
                      app_label: str | None = None) -> list[dict[str, Any]]:
@@ -111,8 +133,16 @@ class EngageAdminSite(AdminSite):
         return [
             path("dashboard/last-week.csv", self.admin_view(self.last_week_csv_view),
                  name="dashboard_last_week_csv"),
+            # Not admin_view: its user has signed in but not yet passed the second factor.
+            path("second-factor/setup/", self.second_factor_setup_view,
+                 name="staff_2fa_setup"),
             *super().get_urls(),
         ]
+
+    def second_factor_setup_view(self, request: HttpRequest) -> HttpResponse:
+        from config.staff_auth import second_factor_setup
+
+        return second_factor_setup(request, self)
 
     def last_week_csv_view(self, request: HttpRequest) -> HttpResponse:
         """The dashboard's last-week table as CSV: a row per mailing, then the totals."""

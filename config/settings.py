@@ -68,6 +68,11 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Staff sign-in: lockout after repeated failures (django-axes) and a TOTP second factor
+    # (django-otp), wired in config/staff_auth.py.
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # django-auditlog, with Engage's admin screen and Celery hooks (config/audit.py).
     "config.audit.AuditlogConfig",
     "members",
@@ -84,10 +89,18 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the staff second factor.
+    "django_otp.middleware.OTPMiddleware",
+    # With ENGAGE_STAFF_2FA on, a session that has not passed it is anonymous (but for the
+    # second factor's setup page).
+    "config.staff_auth.SecondFactorMiddleware",
     # The audit log's actor and address (after authentication, which sets request.user).
     "config.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused for lockout into config.staff_auth.lockout_response (429); last,
+    # so it sees the flag the authentication signals set on the request.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -189,6 +202,38 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Staff sign-in (config/staff_auth.py). A username tried from one address fails this many
+# times within the cool-off and that pair is locked out until the cool-off has passed since the
+# last failure: the admin login answers 429 with Retry-After. A successful login resets it.
+AUTHENTICATION_BACKENDS = [
+    "config.staff_auth.StaffLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+ENGAGE_STAFF_LOGIN_ATTEMPTS = env.int("ENGAGE_STAFF_LOGIN_ATTEMPTS", default=5)
+ENGAGE_STAFF_LOGIN_COOLOFF = timedelta(
+    seconds=env.int("ENGAGE_STAFF_LOGIN_COOLOFF", default=15 * 60))
+if ENGAGE_STAFF_LOGIN_ATTEMPTS < 1 or ENGAGE_STAFF_LOGIN_COOLOFF.total_seconds() < 1:
+    raise ImproperlyConfigured("ENGAGE_STAFF_LOGIN_ATTEMPTS and ENGAGE_STAFF_LOGIN_COOLOFF "
+                               "must be at least 1")
+AXES_FAILURE_LIMIT = ENGAGE_STAFF_LOGIN_ATTEMPTS
+AXES_COOLOFF_TIME = ENGAGE_STAFF_LOGIN_COOLOFF
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.staff_auth.lockout_response"
+# REMOTE_ADDR, as everywhere in Engage (member sign-in, audit log), never a header the client
+# may set. Where the proxy in front does not make it the client's address, all staff share the
+# proxy's and the lockout is in effect per username (which anyone may then lock for a while).
+AXES_CLIENT_IP_CALLABLE = "config.staff_auth.client_ip"
+# Only failures are written (AccessAttempt); a row per successful login would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN" banner at every start of a command, worker or web process.
+AXES_VERBOSE = False
+# Staff must pass a TOTP second factor (django-otp) to use the admin; on unless DEBUG.
+ENGAGE_STAFF_2FA = env.bool("ENGAGE_STAFF_2FA", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("ENGAGE_STAFF_2FA_ISSUER", default="Engage")
+# The devices' admin never shows a key: the setup page shows it once, to its owner.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

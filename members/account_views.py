@@ -78,19 +78,19 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     if session_member(request) is not None:
         return redirect("account:home")
     next_url = request.POST.get("next") or request.GET.get("next", "")
-    address, error = "", ""
+    address, error, refusal = "", "", None
     if request.method == "POST":
         address = request.POST.get("address", "").strip()
         try:
             sign_in_code_request(raw_address=address, ip_address=_client_ip(request))
         except SignInRefused as refused:
-            error = _refusal_text(refused)
+            error, refusal = _refusal_text(refused), refused
         else:
             request.session[ADDRESS_KEY] = address
             request.session[NEXT_KEY] = next_url
             return redirect("account:sign-in-code")
-    return render(request, "account/sign_in.html", account_context(
-        request, address=address, error=error, next=next_url), status=400 if error else 200)
+    return _refusal_status(render(request, "account/sign_in.html", account_context(
+        request, address=address, error=error, next=next_url)), refusal)
 
 
 @require_http_methods(["GET", "POST"])
@@ -98,13 +98,13 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
     address = request.session.get(ADDRESS_KEY)
     if not address:
         return redirect("account:sign-in")
-    error = ""
+    error, refusal = "", None
     if request.method == "POST":
         try:
             member = sign_in_code_verify(raw_address=address, code=request.POST.get("code", ""),
                                          ip_address=_client_ip(request))
         except SignInRefused as refused:
-            error = _refusal_text(refused)
+            error, refusal = _refusal_text(refused), refused
         else:
             next_url = _safe_next(request, request.session.get(NEXT_KEY, ""))
             # A new session key at sign-in: a key planted before it is worth nothing after.
@@ -114,8 +114,8 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
             request.session.pop(NEXT_KEY, None)
             return redirect(next_url)
     shown = sign_in_address_parse(address).address
-    return render(request, "account/sign_in_code.html", account_context(
-        request, address=shown, error=error), status=400 if error else 200)
+    return _refusal_status(render(request, "account/sign_in_code.html", account_context(
+        request, address=shown, error=error)), refusal)
 
 
 @require_POST
@@ -131,6 +131,20 @@ def home(request: HttpRequest) -> HttpResponse:
         home_data.update(handler(request.member, "account"))
     return render(request, "account/home.html", account_context(
         request, home=home_data, home_templates=hooks.ACCOUNT_HOME_TEMPLATES))
+
+
+def _refusal_status(page: HttpResponse, refused: SignInRefused | None) -> HttpResponse:
+    """The page's status for its refusal: 429 with Retry-After when it was a limit (as the
+    member API answers), 400 for anything else wrong."""
+    if refused is None:
+        return page
+    if refused.code in ("too_many_codes", "too_many_attempts"):
+        page.status_code = 429
+        if refused.retry_after:
+            page["Retry-After"] = str(refused.retry_after)
+    else:
+        page.status_code = 400
+    return page
 
 
 def _refusal_text(refused: SignInRefused) -> str:

@@ -53,3 +53,28 @@ def test_a_malformed_setting_fails_with_a_readable_error():
 
     assert result.returncode != 0
     assert "invalid literal" in result.stderr or "CONN_MAX_AGE" in result.stderr
+
+
+_STAFF_SIGN_IN = ("from django.conf import settings; print(settings.ENGAGE_STAFF_2FA, "
+                  "settings.AXES_FAILURE_LIMIT, int(settings.AXES_COOLOFF_TIME.total_seconds()))")
+
+
+def test_production_requires_the_staff_second_factor_and_locks_out_repeated_failures():
+    result = _manage("shell", "--no-imports", "-c", _STAFF_SIGN_IN, **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "5", "900"]
+
+
+def test_development_signs_staff_in_without_the_second_factor():
+    result = _manage("shell", "--no-imports", "-c", _STAFF_SIGN_IN, DEBUG="true")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "False"
+
+
+def test_a_staff_login_attempt_limit_below_one_is_refused():
+    result = _manage("check", **{**PRODUCTION, "ENGAGE_STAFF_LOGIN_ATTEMPTS": "0"})
+
+    assert result.returncode != 0
+    assert "ENGAGE_STAFF_LOGIN_ATTEMPTS" in result.stderr

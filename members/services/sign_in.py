@@ -102,6 +102,15 @@ def _retry_after(oldest: SignInCode | None, now) -> int:
     return max(1, int((oldest.created_at + LIMIT_WINDOW - now).total_seconds()))
 
 
+def _new_code_wait(address: str, now) -> int:
+    """Seconds until the address may be sent a new code: at once (1) unless its codes in the
+    window are used up."""
+    recent = SignInCode.objects.filter(created_at__gte=now - LIMIT_WINDOW, address=address)
+    if recent.count() < settings.ENGAGE_SIGN_IN_CODES_PER_ADDRESS:
+        return 1
+    return _retry_after(recent.order_by("created_at").first(), now)
+
+
 def sign_in_code_request(*, raw_address: str, ip_address: str | None) -> SignInCode:
     """Record a code for the address and, when a member has it, send it to them."""
     target = sign_in_address_parse(raw_address)
@@ -150,8 +159,10 @@ def sign_in_code_verify(*, raw_address: str, code: str, ip_address: str | None) 
         if row is None:
             raise SignInRefused("invalid_code", "this code is not valid; ask for a new one")
         if row.attempts >= settings.ENGAGE_SIGN_IN_CODE_ATTEMPTS:
+            # This code is spent; what the caller may do next is ask for a new one.
             raise SignInRefused("too_many_attempts",
-                                "too many wrong tries for this code; ask for a new one")
+                                "too many wrong tries for this code; ask for a new one",
+                                retry_after=_new_code_wait(target.address, now))
         if row.expires_at <= now:
             raise SignInRefused("expired_code", "this code has expired; ask for a new one")
         given = "".join(ch for ch in (code or "") if not ch.isspace())
