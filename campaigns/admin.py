@@ -23,7 +23,7 @@ from campaigns.selectors import (
     target_group_members,
     target_group_size,
 )
-from campaigns.selectors_metrics import campaign_metrics
+from campaigns.selectors_metrics import campaign_lifts, campaign_metrics
 from campaigns.selectors_spend import (
     budget_remaining,
     campaign_channels,
@@ -104,14 +104,17 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def report_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
         campaign = self._campaign_or_denied(request, campaign_id)
+        metrics = campaign_metrics(campaign)
         context = {**self.admin_site.each_context(request), "opts": self.opts,
                    "title": f"Report: {campaign.name}",
-                   **campaign_report_context(campaign, campaign_metrics(campaign))}
+                   **campaign_report_context(campaign, metrics,
+                                             campaign_lifts(campaign, metrics))}
         return TemplateResponse(request, "admin/campaigns/campaign/report.html", context)
 
     def report_csv_view(self, request: HttpRequest, campaign_id: int) -> HttpResponseBase:
         campaign = self._campaign_or_denied(request, campaign_id)
-        return csv_response(campaign_report_csv(campaign_metrics(campaign)),
+        metrics = campaign_metrics(campaign)
+        return csv_response(campaign_report_csv(metrics, campaign_lifts(campaign, metrics)),
                             filename=f"campaign-{campaign.pk}-report.csv")
 
     def credits_csv_view(self, request: HttpRequest, campaign_id: int) -> HttpResponseBase:

@@ -23,7 +23,7 @@ from campaigns import selectors, services
 from campaigns.models import Campaign, PromoContent, StaticList, TargetGroup
 from campaigns.rules import catalog, rules_error_lines
 from campaigns.rules.schema import rules_json_schema
-from campaigns.selectors_metrics import campaign_metrics
+from campaigns.selectors_metrics import campaign_lifts, campaign_metrics
 from campaigns.selectors_spend import campaigns_with_spend
 from campaigns.serializers import (
     AudiencePreviewSerializer,
@@ -138,8 +138,11 @@ class CampaignViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filterset_fields=[])
     def report(self, request: Request, pk: str | None = None) -> Response:
         """The campaign's figures: spend, reach, credited orders and revenue, ROI, and each
-        mailing's funnel, cost and revenue."""
-        return Response(CampaignReportSerializer(campaign_metrics(self.get_object())).data)
+        mailing's funnel, cost, revenue and (with a control group) lift."""
+        campaign = self.get_object()
+        metrics = campaign_metrics(campaign)
+        return Response(CampaignReportSerializer(
+            metrics, context={"lifts": campaign_lifts(campaign, metrics)}).data)
 
 
 class StaticListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -16,14 +16,18 @@ from campaigns.models import Campaign
 from campaigns.selectors_metrics import STAGES, CampaignMetrics, MailingResult
 from communications.charts import FONT, LABEL_CHARS, TONES, Bar, bar_chart
 from communications.models import OrderCredit
+from communications.selectors.experiments import Lift
 from communications.selectors.reports import FUNNEL_LABELS
 from config.csv_export import csv_lines
 
 STAGE_TONES = {"sent": "muted", "delivered": "info", "opened": "ok", "clicked": "warn"}
 
 
-def _percent(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value * 100:,.1f}%"
+def _percent(value: Decimal | float | None) -> str:
+    if value is None:
+        return "—"
+    # Small shares keep two decimals, so 0.04% of a budget does not read as nothing.
+    return f"{value * 100:,.2f}%" if abs(value) < Decimal("0.01") else f"{value * 100:,.1f}%"
 
 
 def _money(value: Decimal | None, currency: str) -> str:
@@ -75,7 +79,24 @@ def grouped_bar_chart(groups: Sequence[tuple[str, Sequence[Bar]]], *, title: str
     return mark_safe("".join(parts))  # noqa: S308 - every text above is escaped  # nosec B308 B703
 
 
-def campaign_report_context(campaign: Campaign, metrics: CampaignMetrics) -> dict[str, Any]:
+def _lift_rows(metrics: CampaignMetrics, lifts: dict[int, Lift]) -> list[dict[str, Any]]:
+    rows = []
+    for result in metrics.mailings:
+        lift = lifts.get(result.mailing_id)
+        if lift is None:
+            continue
+        interval = ("—" if lift.ci_low is None else
+                    f"{_percent(lift.ci_low)} to {_percent(lift.ci_high)}")
+        rows.append({"name": result.name, "lift": lift,
+                     "sent_rate": _percent(lift.sent.conversion_rate),
+                     "holdout_rate": _percent(lift.holdout.conversion_rate),
+                     "absolute": _percent(lift.absolute), "interval": interval,
+                     "relative": _percent(lift.relative)})
+    return rows
+
+
+def campaign_report_context(campaign: Campaign, metrics: CampaignMetrics,
+                            lifts: dict[int, Lift]) -> dict[str, Any]:
     """The report page's figures, as labelled values, and its charts."""
     currency = metrics.currency
     figures = [
@@ -116,34 +137,48 @@ def campaign_report_context(campaign: Campaign, metrics: CampaignMetrics) -> dic
                           for result in mailings if result.roi is not None],
                          title="ROI per mailing (%; bars only where positive)"),
     }
+    lift_rows = _lift_rows(metrics, lifts)
+    if lift_rows:
+        charts["lift"] = grouped_bar_chart(
+            [(row["name"], [
+                Bar("Sent", float((row["lift"].sent.conversion_rate or 0) * 100), "info"),
+                Bar("Held out", float((row["lift"].holdout.conversion_rate or 0) * 100),
+                    "muted")]) for row in lift_rows],
+            title="Conversion: sent vs held out (%)")
     rows = [{"result": result, "roi": _percent(result.roi),
              "conversion": _percent(result.conversion),
              "spent": _money(result.spent, currency), "revenue": _money(result.revenue, currency)}
             for result in mailings]
     return {"campaign": campaign, "metrics": metrics, "figures": figures, "charts": charts,
-            "rows": rows}
+            "rows": rows, "lift_rows": lift_rows}
 
 
 REPORT_HEADER = ["mailing", "state", "started_at", "audience", *STAGES, "failed", "skipped",
-                 "held_out", "spent", "orders", "revenue", "conversion", "roi"]
+                 "held_out", "spent", "orders", "revenue", "conversion", "roi",
+                 "sent_conversion_rate", "holdout_conversion_rate", "lift", "lift_ci_low",
+                 "lift_ci_high"]
 
 
-def _mailing_cells(result: MailingResult) -> list[Any]:
+def _mailing_cells(result: MailingResult, lift: Lift | None) -> list[Any]:
+    lift_cells = ([lift.sent.conversion_rate, lift.holdout.conversion_rate, lift.absolute,
+                   lift.ci_low, lift.ci_high] if lift is not None else [None] * 5)
     return [result.name, result.state, result.started_at, result.audience,
             *(result.funnel[stage] for stage in STAGES), result.failed, result.skipped,
             result.held_out, result.spent, result.orders, result.revenue,
-            result.conversion, result.roi]
+            result.conversion, result.roi, *lift_cells]
 
 
-def campaign_report_csv(metrics: CampaignMetrics) -> Iterator[str]:
-    """One line per mailing, then the campaign's totals and ratios."""
-    rows: list[list[Any]] = [_mailing_cells(result) for result in metrics.mailings]
+def campaign_report_csv(metrics: CampaignMetrics, lifts: dict[int, Lift]) -> Iterator[str]:
+    """One line per mailing (with its lift where it held members out), then the campaign's
+    totals and ratios."""
+    rows: list[list[Any]] = [_mailing_cells(result, lifts.get(result.mailing_id))
+                             for result in metrics.mailings]
     rows.append(["(campaign)", "", "", sum(r.audience for r in metrics.mailings),
                  *(sum(r.funnel[stage] for r in metrics.mailings) for stage in STAGES),
                  sum(r.failed for r in metrics.mailings),
                  sum(r.skipped for r in metrics.mailings),
                  sum(r.held_out for r in metrics.mailings), metrics.spent, metrics.orders,
-                 metrics.revenue, metrics.conversion, metrics.roi])
+                 metrics.revenue, metrics.conversion, metrics.roi, *[None] * 5])
     return csv_lines(REPORT_HEADER, rows)
 
 

@@ -26,6 +26,7 @@ from django.db.models import Count, Q, Sum
 
 from campaigns.models import Campaign
 from communications.models import Mailing, Message, OrderCredit
+from communications.selectors.experiments import Lift, mailing_lift
 from communications.selectors.reports import FUNNEL_STAGES
 
 ZERO = Decimal(0)
@@ -169,3 +170,11 @@ def _campaign_metrics(campaign: Campaign) -> CampaignMetrics:
         discounts=sum((row["discounts"] or ZERO for row in credited.values()), ZERO),
         points=sum(row["points"] or 0 for row in credited.values()),
         mailings=results)
+
+
+def campaign_lifts(campaign: Campaign, metrics: CampaignMetrics) -> dict[int, Lift]:
+    """The lift over its control group of each of the campaign's mailings that held some
+    members out (two queries each; mailings without a holdout cost nothing)."""
+    held = [result.mailing_id for result in metrics.mailings if result.held_out]
+    mailings = Mailing.objects.filter(pk__in=held).select_related("campaign").order_by("pk")
+    return {mailing.pk: mailing_lift(mailing=mailing) for mailing in mailings}

@@ -167,6 +167,13 @@ class MailingResultSerializer(serializers.Serializer):
     revenue = serializers.DecimalField(max_digits=20, decimal_places=2)
     conversion = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     roi = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    lift = serializers.SerializerMethodField(
+        help_text="With a control group: each group's members, converted members, revenue and "
+                  "rates, and the lift with its 95% interval; null without one.")
+
+    def get_lift(self, result: Any) -> dict[str, Any] | None:
+        lift = self.context.get("lifts", {}).get(result.mailing_id)
+        return None if lift is None else lift.as_dict()
 
 
 class CampaignReportSerializer(serializers.Serializer):

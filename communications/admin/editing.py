@@ -1,9 +1,12 @@
-"""What the marketer screens share: which mailing states still allow edits, and how a
-service's ValidationError reads as one line."""
+"""What the marketer screens share: which mailing states still allow edits, how a service's
+ValidationError reads as one line, and a cost estimate as the page shows it."""
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
 
 from communications.models import Mailing, Message
 
@@ -31,3 +34,13 @@ def busy_states(mailings: QuerySet[Mailing]) -> set[str]:
     )
 
 
+
+
+def cost_estimate_html(estimate: dict[str, Any]) -> str:
+    """A mailing's cost estimate (communications.selectors.costs) as its admin block, money as
+    written: 0.15, not 0.15000."""
+    for channel in estimate["channels"]:
+        for key in ("price_per_message", "cost"):
+            if channel[key] is not None:
+                channel[key] = f"{channel[key].normalize():f}"
+    return render_to_string("admin/communications/mailing/estimate.html", {"estimate": estimate})

@@ -28,6 +28,7 @@ from communications.admin.editing import (
     EDITABLE_STATES,
     State,
     Status,
+    cost_estimate_html,
     validation_error_text,
 )
 from communications.admin.mailing_forms import (
@@ -425,13 +426,7 @@ class MailingAdmin(admin.ModelAdmin):
     def cost_estimate(self, mailing: Mailing) -> str:
         if mailing.pk is None or mailing.state not in TESTABLE_STATES:
             return "—"
-        estimate = mailing_cost_estimate(mailing=mailing)
-        for channel in estimate["channels"]:  # money as written: 0.15, not 0.15000
-            for key in ("price_per_message", "cost"):
-                if channel[key] is not None:
-                    channel[key] = f"{channel[key].normalize():f}"
-        return render_to_string("admin/communications/mailing/estimate.html",
-                                {"estimate": estimate})
+        return cost_estimate_html(mailing_cost_estimate(mailing=mailing))
 
     @admin.display(description="send a test")
     def test_send(self, mailing: Mailing) -> str:

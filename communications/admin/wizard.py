@@ -22,6 +22,7 @@ from django.urls import reverse
 from formtools.wizard.views import SessionWizardView
 
 from campaigns.models import Campaign, StaticList, TargetGroup
+from communications.admin.editing import cost_estimate_html
 from communications.models import (
     HOLDOUT_PERCENT_MAX,
     TEST_PERCENT_MAX,
@@ -175,7 +176,7 @@ class MailingWizard(SessionWizardView):
                                                     for position, template
                                                     in enumerate(variants, start=1)],
                            when=sending.get("when"), scheduled_at=sending.get("scheduled_at"),
-                           estimate=mailing_cost_estimate(mailing=mailing),
+                           estimate=cost_estimate_html(mailing_cost_estimate(mailing=mailing)),
                            problems=mailing_schedulable_errors(mailing=mailing))
         return context
 

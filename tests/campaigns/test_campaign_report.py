@@ -102,3 +102,47 @@ def test_a_credit_explains_itself_on_its_admin_page(admin_as, campaign):
     assert response.status_code == 200
     assert "Credited to mailing “=HYPERLINK(evil)” of campaign “Winter”" in (
         response.content.decode().replace("&ldquo;", "“").replace("&rdquo;", "”"))
+
+
+@pytest.fixture
+def held_out_campaign():
+    """A mailing sent to four members (one buys) holding two out (one buys anyway)."""
+    campaign = CampaignFactory(name="Spring")
+    mailing = MailingFactory(campaign=campaign, name="Spring offer", state="completed",
+                             started_at=DAY - timedelta(days=1), holdout_percent=30)
+    for index in range(6):
+        member = MemberFactory()
+        held = index >= 4
+        MessageFactory(mailing=mailing, member=member,
+                       status="skipped" if held else "sent",
+                       skip_reason="holdout" if held else "",
+                       sent_at=None if held else DAY - timedelta(days=1),
+                       created_at=DAY - timedelta(days=1))
+        if index in (0, 4):
+            OrderFactory(member=member, placed_at=DAY, total=Decimal("10.00"))
+    return campaign
+
+
+def test_the_report_shows_the_lift_over_the_control_group(admin_as, held_out_campaign):
+    response = admin_as("analyst").get(
+        f"/admin/campaigns/campaign/{held_out_campaign.pk}/report/")
+
+    page = response.content.decode()
+    assert "Lift over the control group" in page
+    assert "25.0%" in page and "50.0%" in page and "-25.0%" in page
+
+
+def test_the_report_csv_carries_the_lift(admin_as, held_out_campaign):
+    csv_lines = _csv(admin_as("analyst").get(
+        f"/admin/campaigns/campaign/{held_out_campaign.pk}/report.csv"))
+
+    line = dict(zip(csv_lines[0], csv_lines[1], strict=True))
+    assert (line["sent_conversion_rate"], line["holdout_conversion_rate"], line["lift"]) == (
+        "0.25", "0.5", "-0.25")
+
+
+def test_the_api_report_carries_the_lift(api_as, held_out_campaign):
+    body = api_as("analyst").get(f"/api/v1/campaigns/{held_out_campaign.pk}/report/").json()
+
+    lift = body["mailings"][0]["lift"]
+    assert (lift["sent"]["members"], lift["holdout"]["members"], lift["absolute"]) == (4, 2, -0.25)
