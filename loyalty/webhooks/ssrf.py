@@ -13,6 +13,12 @@ connection itself resolves through config.ssrf.PublicAddressResolver (transport.
 addresses actually connected to are judged too. The address rule is config.ssrf's.
 ENGAGE_WEBHOOK_ALLOW_PRIVATE turns the check off, for loopback receivers in development, tests
 and benchmarks.
+
+The host is judged as both parsers read it: urllib's (this check's) and yarl's (aiohttp's, which
+makes the call). They disagree on some spellings (a backslash before `@`, full-width digits and
+dots), and a URL one parser reads as a public name may be read by the other as a private
+address; every host either parser finds must be public, and a URL yarl cannot read is refused.
+`localhost` and its subdomains are refused without asking DNS, whatever the resolver says.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+import yarl
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from config.ssrf import address_is_public
+from config.ssrf import address_is_public, host_names_this_machine
 
 
 class UnsafeUrl(ValueError):
@@ -42,10 +49,25 @@ def url_check_public(url: str) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise UnsafeUrl(f"The port of {url!r} is not a number.") from exc
-    _host_check(parts.hostname, port)
+    for hostname in dict.fromkeys((parts.hostname, _client_host(url))):
+        _host_check(hostname, port)
+
+
+def _client_host(url: str) -> str:
+    """The host aiohttp will connect to, as its URL parser (yarl) reads `url`."""
+    try:
+        host = yarl.URL(url).host
+    except (ValueError, TypeError) as exc:
+        raise UnsafeUrl(f"{url!r} is not a URL the HTTP client can call.") from exc
+    if not host:
+        raise UnsafeUrl("Only http and https URLs with a host are allowed.")
+    return host
 
 
 def _host_check(hostname: str, port: int) -> None:
+    if host_names_this_machine(hostname):
+        raise UnsafeUrl(f"The host {hostname!r} names this machine; only public addresses "
+                        "are allowed.")
     try:
         found = socket.getaddrinfo(hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError) as exc:

@@ -50,6 +50,10 @@ class _Transport:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.session: aiohttp.ClientSession | None = None
+        # ENGAGE_WEBHOOK_ALLOW_PRIVATE as it was when the session was made: its resolver
+        # depends on it, so a session made while private receivers were allowed must not
+        # serve calls once they are not (tests and benchmarks switch it within a process).
+        self.session_allows_private: bool | None = None
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -89,14 +93,18 @@ class _Transport:
 
     async def send(self, requests: Sequence[OutgoingRequest], *, timeout: float,
                    in_flight: int) -> list[Answer]:
+        allow_private = bool(settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE)
+        if self.session is not None and not self.session.closed \
+                and self.session_allows_private != allow_private:
+            await self.session.close()
         if self.session is None or self.session.closed:
+            self.session_allows_private = allow_private
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=0, ttl_dns_cache=10,
                     # The addresses connected to are checked, not only the ones the URL check
                     # saw: a name made to resolve inside the network meanwhile is refused.
-                    resolver=(None if settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE
-                              else PublicAddressResolver())),
+                    resolver=None if allow_private else PublicAddressResolver()),
                 auto_decompress=True)
         slots = asyncio.Semaphore(in_flight)
         return list(await asyncio.gather(*(self._post(request, timeout=timeout, slots=slots)
