@@ -60,6 +60,9 @@ class OrderAdmin(admin.ModelAdmin):
     show_full_result_count = False
     raw_id_fields = ["member"]
     inlines = [OrderLineInline]
+    # Refunds go through the integration API (loyalty.integration.services.order_refund),
+    # which records ORDER_REFUNDED and takes the order's campaign credit down with them.
+    readonly_fields = ["refunded_amount", "refunded_at", "recorded_at"]
 
     def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

@@ -93,7 +93,7 @@ class Order(models.Model):
     refunded_at = models.DateTimeField(null=True, blank=True)
     # When the order was written, stamped in the writing transaction (as an event's
     # recorded_at is): attribution reads the orders recorded since its position.
-    recorded_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    recorded_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
 
     class Meta:
         constraints = [

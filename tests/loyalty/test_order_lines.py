@@ -60,7 +60,7 @@ def test_editing_an_order_in_the_admin_moves_its_lines(marketer_client):
         "member": other.pk, "external_id": order.external_id,
         "placed_at_0": placed_at.strftime("%Y-%m-%d"),
         "placed_at_1": placed_at.strftime("%H:%M:%S"),
-        "total": "19.80", "currency": "EUR",
+        "total": "19.80", "currency": "EUR", "discount": "0", "points_earned": "0",
         "lines-TOTAL_FORMS": "1", "lines-INITIAL_FORMS": "1",
         "lines-0-id": line.pk, "lines-0-order": order.pk, "lines-0-product": line.product_id,
         "lines-0-quantity": "1", "lines-0-unit_price": "2.50",
