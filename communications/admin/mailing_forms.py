@@ -48,7 +48,6 @@ SCHEDULE_FIELDS = ["scheduled_at", "send_in_member_timezone", "recurrence"]
 SCHEDULE, START_NOW = "_schedule", "_start_now"
 
 
-
 def pressed_submit_action(request: HttpRequest) -> str | None:
     if request.method == "POST":
         for name in (SCHEDULE, START_NOW):
@@ -220,16 +219,9 @@ class CascadeStepFormSet(forms.BaseInlineFormSet):
             raise ValidationError(problems)
 
 
-class CascadeStepInline(admin.TabularInline):
-    """The further channels of the cascade, tried in order after the mailing's own."""
-
-    model = CascadeStep
-    formset = CascadeStepFormSet
-    extra = 0
-    fields = ["position", "template", "gateway"]
-    verbose_name = "next channel of the cascade"
-    verbose_name_plural = ("Channel cascade: members the mailing's own channel cannot reach "
-                           "get the next channel (see “cascade after”)")
+class _WhileEditableInline:
+    """An inline of the mailing that can change only while the mailing can (its audience is
+    not frozen yet)."""
 
     def _editable(self, obj: Mailing | None) -> bool:
         return obj is None or obj.state in EDITABLE_STATES
@@ -244,6 +236,16 @@ class CascadeStepInline(admin.TabularInline):
         return self._editable(obj) and super().has_delete_permission(request, obj)
 
 
+class CascadeStepInline(_WhileEditableInline, admin.TabularInline):
+    """The further channels of the cascade, tried in order after the mailing's own."""
+
+    model = CascadeStep
+    formset = CascadeStepFormSet
+    extra = 0
+    fields = ["position", "template", "gateway"]
+    verbose_name = "next channel of the cascade"
+    verbose_name_plural = ("Channel cascade: members the mailing's own channel cannot reach "
+                           "get the next channel (see “cascade after”)")
 
 
 class MailingVariantFormSet(forms.BaseInlineFormSet):
@@ -285,7 +287,7 @@ def _cascade_steps_posted(data: Any) -> bool:
                for index in range(total))
 
 
-class MailingVariantInline(admin.TabularInline):
+class MailingVariantInline(_WhileEditableInline, admin.TabularInline):
     """The A/B variants: each a template sent to an even share of the test part of the
     audience; the winner goes to the rest after the test hours."""
 
@@ -298,14 +300,3 @@ class MailingVariantInline(admin.TabularInline):
     verbose_name_plural = (f"A/B variants: {VARIANTS_MIN} to {VARIANTS_MAX} templates, numbered "
                            "1 (A) on; none for a plain mailing")
 
-    def _editable(self, obj: Mailing | None) -> bool:
-        return obj is None or obj.state in EDITABLE_STATES
-
-    def has_add_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
-        return self._editable(obj) and super().has_add_permission(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
-        return self._editable(obj) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Mailing | None = None) -> bool:
-        return self._editable(obj) and super().has_delete_permission(request, obj)
