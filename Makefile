@@ -15,7 +15,14 @@ BENCH_ENV := DEBUG=0 ENGAGE_PUSH_ALLOW_LOOPBACK=1 ENGAGE_WEBHOOK_ALLOW_PRIVATE=1
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage_bench} \
 	CELERY_BROKER_URL=$${BENCH_BROKER_URL:-redis://127.0.0.1:6379/14}
 
+# The fault suite (issue 10) runs as the benchmarks do, on a database and a Redis db of its own.
+CHAOS_ENV := DEBUG=0 ENGAGE_PUSH_ALLOW_LOOPBACK=1 ENGAGE_WEBHOOK_ALLOW_PRIVATE=1 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))') \
+	ENGAGE_SECRETS_KEY=$${CHAOS_SECRETS_KEY:-xRk_mN83I_HWgU0AaFPSCqw5LpBdncfMupQVOfgI7Ks=} \
+	DATABASE_URL=$${CHAOS_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/engage_chaos} \
+	CELERY_BROKER_URL=$${CHAOS_BROKER_URL:-redis://127.0.0.1:6379/13}
+
 .PHONY: run test bench services install lint clean messages
+.PHONY: chaos
 
 install: $(VENV)/.installed
 
@@ -47,6 +54,12 @@ lint: install
 bench: install
 	bash .ci/services.sh --bench
 	$(BENCH_ENV) $(BIN)/python -m bench $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
+
+# `make chaos [ONLY=worker_killed] [SIZE=small]`: one JSON line per scenario; fails on any
+# duplicate or lost message.
+chaos: install
+	bash .ci/services.sh
+	$(CHAOS_ENV) $(BIN)/python -m bench.chaos $(if $(ONLY),--only $(ONLY)) --size $(or $(SIZE),full)
 
 # The embedded default: SQLite, kombu's filesystem queue, one worker with its scheduler,
 # demo data, and a gateway that writes .eml files to var/sent-mail/.
