@@ -101,6 +101,8 @@ MIDDLEWARE = [
     # Turns a login refused for lockout into config.staff_auth.lockout_response (429); last,
     # so it sees the flag the authentication signals set on the request.
     "axes.middleware.AxesMiddleware",
+    # A view that lost its database connection answers 503 + Retry-After, not 500.
+    "config.database_outage.DatabaseOutageMiddleware",
 ]
 
 if not DEBUG:

@@ -280,6 +280,9 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     `now` is the moment the claim decides for (quiet hours, caps, what is due); `rate_wait_s`
     how long the batch waits for its rate-limit tokens.
     """
+    # A caller's own `now` (a simulation, a test) stamps the results too, so the sends a
+    # frequency cap counts (sent_at) are on the same clock as the claims that decided them.
+    decided_for = now
     now = now or timezone.now()
     mailing = (Mailing.objects.select_related("template", "gateway")
                .filter(pk=mailing_id).first())
@@ -349,7 +352,7 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     results = render_failures + sent
     attempts = {row["pk"]: row["attempts"] for row in rows}
     counts = messages_record_results(results=results, attempts=attempts,
-                                     gateway_id=gateway.pk)
+                                     gateway_id=gateway.pk, now=decided_for)
     released = messages_release(
         ids=[m.message_id for m in outbound if m.message_id not in answered],
         detail="not handed to the provider: the gateway's rate limit had no slot for it "
@@ -407,10 +410,13 @@ def list_unsubscribe_headers(link: str) -> dict[str, str]:
 
 
 def messages_record_results(*, results: Sequence[SendResult], attempts: dict[int, int],
-                            gateway_id: int | None) -> dict[str, int]:
+                            gateway_id: int | None, now: datetime | None = None
+                            ) -> dict[str, int]:
     """Write a batch's outcomes back in bulk: one UPDATE per outcome kind and one INSERT of
-    their history, none per row; then apply receipts that arrived before the send was known."""
-    now = timezone.now()
+    their history, none per row; then apply receipts that arrived before the send was known.
+
+    `now` stamps them (sent_at, the changes' times); the real clock when not given."""
+    now = now or timezone.now()
     sent: list[tuple[Any, ...]] = []
     failed: list[tuple[Any, ...]] = []
     in_doubt: list[tuple[Any, ...]] = []

@@ -351,6 +351,11 @@ def receipts_record(*, gateway_id: int, receipts: Sequence[Receipt]) -> None:
 
     if not receipts:
         return
+    # In key order: two calls inserting some of the same receipts in different orders each
+    # waited for the other's row in the unique index, and PostgreSQL killed one as a deadlock
+    # (receipts_storm, issue 10). Arrival order within a batch carries no meaning for applying
+    # (_rounds orders each message's changes by rank and time).
+    receipts = sorted(receipts, key=lambda receipt: (receipt.provider_id, receipt.status))
     now = timezone.now()
     with transaction.atomic():
         if connection.vendor == "postgresql":

@@ -54,6 +54,7 @@ class SentSms:
     fields: dict[str, str]  # everything the request carried
     method: str
     content_type: str
+    at: float = 0.0  # wall-clock time it was accepted, to compare with Engage's records
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class Scripted:
     unavailable: set[str] = field(default_factory=set)
     stalled: set[str] = field(default_factory=set)
     stall_seconds: float = 5.0
+    bad_request: set[str] = field(default_factory=set)  # msisdn -> plain HTTP 400, no code
+    reset: set[str] = field(default_factory=set)        # msisdn -> connection reset, no answer
+    # msisdn -> one of "throttled", "unavailable", "reset", "stalled", "bad_request": that
+    # fault on the number's first request only, answered normally after (a provider's blip).
+    once: dict[str, str] = field(default_factory=dict)
+    once_retry_after: int = 2
 
 
 def _error(status: int, code: str, text: str,
@@ -204,8 +211,17 @@ class HttpSmsPeer(ThreadedAiohttpPeer):
         if fields is None:
             return _error(400, "BAD_REQUEST", "The body is not a JSON object")
         msisdn, text = fields.get("msisdn", ""), fields.get("text", "")
+        with self.lock:
+            fault = self.script.once.pop(msisdn, None)
+        if fault == "reset" or msisdn in self.script.reset:
+            with self.lock:
+                self._requests.append(Requested(msisdn, arrived, 0))
+            # Dropped without an answer, as a provider's load balancer resetting it does.
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never reaches the aborted transport
         response = (_error(401, "AUTH_FAILED", "Invalid credentials")
-                    if not self._authenticated(request) else self._refusal(msisdn, text))
+                    if not self._authenticated(request) else self._refusal(msisdn, text, fault))
         if response is not None:
             with self.lock:
                 self._requests.append(Requested(msisdn, arrived, response.status))
@@ -216,17 +232,26 @@ class HttpSmsPeer(ThreadedAiohttpPeer):
             self._requests.append(Requested(msisdn, arrived, 200))
             self._received.append(SentSms(
                 message_id, msisdn, text, fields.get("from", ""), fields.get("ref", ""), fields,
-                request.method, request.content_type if request.method != "GET" else ""))
+                request.method, request.content_type if request.method != "GET" else "",
+                time.time()))
             if peer:
                 self._connections.add(peer[:2])
-        if msisdn in self.script.stalled:
+        if msisdn in self.script.stalled or fault == "stalled":
             await asyncio.sleep(self.script.stall_seconds)
         return web.json_response({"status": "ok", "message_id": message_id})
 
-    def _refusal(self, msisdn: str, text: str) -> web.Response | None:
+    def _refusal(self, msisdn: str, text: str, fault: str | None = None) -> web.Response | None:
         script = self.script
         if not msisdn or not text:
             return _error(400, "MISSING_FIELD", "msisdn and text are required")
+        if msisdn in script.bad_request or fault == "bad_request":
+            return web.Response(status=400, text="Bad Request")
+        if fault == "throttled":
+            return _error(429, "THROTTLED", "Too many requests",
+                          headers={"Retry-After": str(script.once_retry_after)})
+        if fault == "unavailable":
+            return web.Response(status=503, text="Service Unavailable",
+                                headers={"Retry-After": str(script.once_retry_after)})
         if not msisdn.isdigit() or msisdn in script.invalid:
             return _error(200, "INVALID_MSISDN", f"Invalid destination number {msisdn}")
         if msisdn in script.refused:

@@ -5,7 +5,9 @@ against each secret it knows, and records the call.
 `script` switches the answers: `answers` is a list of statuses answered in turn before the
 default 200 (e.g. [500, 500]); `stall` holds each answer that many seconds (a slow receiver, or
 a timeout when longer than the sender waits); `answer_gone` answers 410 to everything;
-`answer_body` replaces the small JSON answer with this text.
+`answer_body` replaces the small JSON answer with this text; `fail_first_share` answers 500 to
+the first call of that share of webhook-ids (chosen by the id's hash, so the same ids each run),
+a receiver that fails now and then and recovers.
 
 `python -m tests.peers.webhook_receiver --settings-out F` serves it from its own process for a
 benchmark, which drives it over HTTP: `POST /_peer/secrets` `{"secret"}` adds a secret it
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +56,9 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
         self.arrivals: dict[str, float] = {}
         # retry_after: the Retry-After header sent with a scripted 429 or 503
         self.script: dict[str, Any] = {"answers": [], "stall": 0.0, "answer_gone": False,
-                                       "answer_body": None, "retry_after": None}
+                                       "answer_body": None, "retry_after": None,
+                                       "fail_first_share": 0.0}
+        self._seen_ids: set[str] = set()
 
     @property
     def hook_url(self) -> str:
@@ -74,6 +79,14 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
         app.router.add_get("/_peer/arrivals", self._arrivals)
         app.router.add_post("/_peer/reset", self._reset)
         return app
+
+    def _fails_first(self, webhook_id: str) -> bool:
+        """Whether this is the first call of an id the script fails once (under the lock)."""
+        share = self.script["fail_first_share"]
+        if not share or not webhook_id or webhook_id in self._seen_ids:
+            return False
+        self._seen_ids.add(webhook_id)
+        return zlib.crc32(webhook_id.encode()) % 1000 < share * 1000
 
     async def _secret_add(self, request: web.Request) -> web.Response:
         secret = (await request.json())["secret"]
@@ -111,6 +124,8 @@ class WebhookReceiverPeer(ThreadedAiohttpPeer):
                 status = 410
             elif self.script["answers"]:
                 status = self.script["answers"].pop(0)
+            elif self._fails_first(headers.get("webhook-id", "")):
+                status = 500
             else:
                 status = 200 if call.verified_with else 401
             call.answered = status
