@@ -586,6 +586,10 @@ class Message(models.Model):
     variant = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set just before the claimed message goes to the provider's connection: a worker that
+    # dies holding a claim leaves in doubt only what it had handed over; the rest of its claim
+    # never left and goes back to the queue (dispatch.messages_mark_unconfirmed_unknown).
+    handed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)

@@ -361,6 +361,10 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Engage ---------------------------------------------------------------------------------
 ENGAGE_BATCH_SIZE = env.int("ENGAGE_BATCH_SIZE", default=500)
+# A batch goes to the provider in chunks of this many, each marked handed over just before it
+# leaves and its results written as they come: a worker killed mid-batch leaves only the chunk
+# in flight `unknown`; the rest of its claim goes back to the queue.
+ENGAGE_HANDOVER_CHUNK = env.int("ENGAGE_HANDOVER_CHUNK", default=100)
 # A mailing to more members than this needs a second person's approval before it is scheduled
 # (communications.services.approvals); 0 turns approval off.
 ENGAGE_APPROVAL_THRESHOLD = env.int("ENGAGE_APPROVAL_THRESHOLD", default=0)
@@ -375,8 +379,9 @@ ENGAGE_BUDGET_CHECK_SECONDS = env.float("ENGAGE_BUDGET_CHECK_SECONDS", default=5
 # A mailing's audience is frozen in parts of this many member ids, taken by every free worker.
 ENGAGE_AUDIENCE_PART_SIZE = env.int("ENGAGE_AUDIENCE_PART_SIZE", default=125_000)
 ENGAGE_SINK_DIR = Path(env.str("ENGAGE_SINK_DIR", default=str(VAR_DIR / "sent-mail")))
-# A message claimed by a worker but never confirmed after this long is marked `unknown`: it may
-# or may not have reached the provider, and it is reported, not resent.
+# A message claimed by a worker but never confirmed after this long is swept: `unknown` when it
+# had been handed to the provider (it may or may not have reached it; reported, not resent),
+# back in the queue when it had not.
 ENGAGE_CLAIM_TIMEOUT = timedelta(seconds=env.int("ENGAGE_CLAIM_TIMEOUT", default=900))
 # A sending mailing whose batches claimed nothing for this long gets its due batches enqueued
 # again by the scheduler tick (a worker or the broker lost them; claims make a duplicate

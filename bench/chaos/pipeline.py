@@ -62,6 +62,10 @@ def progress(text: str) -> None:
 
 # --- processes -------------------------------------------------------------------------------
 
+def handover_chunk(batch_size: int) -> int:
+    return max(1, batch_size // 5)
+
+
 def celery_env(*, broker_url: str | None = None, batch_size: int) -> dict[str, str]:
     """The environment of the scenario's workers and schedulers: this process's database and
     broker (or `broker_url`), and the short recovery timings."""
@@ -76,6 +80,8 @@ def celery_env(*, broker_url: str | None = None, batch_size: int) -> dict[str, s
         "ENGAGE_REDISPATCH_AFTER": str(REDISPATCH_AFTER_S),
         "ENGAGE_SCHEDULER_TICK": str(SCHEDULER_TICK_S),
         "ENGAGE_BATCH_SIZE": str(batch_size),
+        # A fifth of a batch, as production's 100 of 500: a kill leaves at most that in doubt.
+        "ENGAGE_HANDOVER_CHUNK": str(handover_chunk(batch_size)),
         # Nothing but the mailing under test: the other periodic jobs stay out of its way.
         "ENGAGE_WATCH_REFRESH": "86400", "ENGAGE_ATTRIBUTION_TICK": "86400",
         "ENGAGE_DATE_TRIGGER_TICK": "86400", "ENGAGE_GATEWAY_HEALTH_INTERVAL": "86400",
@@ -350,7 +356,7 @@ def worker_killed(size: str) -> dict[str, Any]:
         state = mailing_wait(mailing, timeout=120 if size == "small" else 3600,
                              during=maybe_kill)
         return checked("worker_killed", size, mailing, run, started=started, state=state,
-                       kills=worker.kills)
+                       kills=worker.kills, handover_chunk=handover_chunk(batch))
 
 
 def tasks_redelivered(size: str) -> dict[str, Any]:

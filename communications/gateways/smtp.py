@@ -63,6 +63,7 @@ class SmtpGateway(BaseGateway):
 
     def open(self) -> None:
         s = self.config.settings
+        self._lost = False
         self._backend = EmailBackend(
             host=s["host"], port=s.get("port", 25), username=s.get("username", ""),
             password=s.get("password", ""), use_tls=bool(s.get("use_tls")),
@@ -105,13 +106,13 @@ class SmtpGateway(BaseGateway):
             pass
 
     def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        """A result per message up to a lost session (dropped, or closed by a 421); the rest
+        get none: never attempted, the caller gives them back to the queue unsent."""
         results: list[SendResult] = []
         connection = self._backend.connection
-        lost: GatewayError | None = None
         for outbound in batch:
-            if lost is not None:
-                results.append(SendResult(outbound.message_id, error=lost))
-                continue
+            if self._lost:
+                break
             message_id = self.message_id_header(outbound.message_id)
             email = email_message_build(outbound, sender=self.config.sender,
                                         message_id=message_id)
@@ -124,19 +125,16 @@ class SmtpGateway(BaseGateway):
                 code, reply = next(iter(exc.recipients.values()))
                 results.append(SendResult(outbound.message_id,
                                           error=self._refusal(code, reply)))
-                if code == 421:  # smtplib has closed the session
-                    lost = GatewayError(_reply_text(code, reply), code="421", permanent=False)
+                self._lost = code == 421  # smtplib has closed the session
             except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
                 results.append(SendResult(outbound.message_id,
                                           error=self._refusal(exc.smtp_code, exc.smtp_error)))
-                if exc.smtp_code == 421:  # the server is closing the session
-                    lost = GatewayError(_reply_text(exc.smtp_code, exc.smtp_error),
-                                        code="421", permanent=False)
+                self._lost = exc.smtp_code == 421  # the server is closing the session
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 # The data may have reached the server before the session died: in doubt.
                 results.append(SendResult(outbound.message_id, error=GatewayError(
                     f"connection lost: {exc}", permanent=False, in_doubt=True)))
-                lost = GatewayError(f"not attempted, connection lost: {exc}", permanent=False)
+                self._lost = True
             else:
                 results.append(SendResult(outbound.message_id, provider_id=message_id,
                                           cost=self.config.price_per_message))

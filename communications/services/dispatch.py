@@ -1,9 +1,10 @@
 """Sending a mailing's messages: batches claimed atomically, screened for compliance, rendered,
-sent through the gateway within its rate limit, and their results written back in bulk; claims
-never confirmed end `unknown`.
+sent through the gateway within its rate limit in chunks, and each chunk's results written back
+in bulk as it comes.
 
 Every message is sent at most once per (mailing, member, channel): a batch claims its rows
-before it sends, and a claim that is never confirmed ends as `unknown`, not resent.
+before it sends and marks each chunk handed over just before it leaves; a claim never confirmed
+ends `unknown` (not resent) if it was handed over, and goes back to the queue if it was not.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,19 +81,44 @@ RETRY_BACKOFF_CAP_S = 900.0
 
 
 def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
-    """Claims never confirmed within the claim timeout: the worker died mid-send. They may have
-    reached the provider, so they end `unknown` (listed on the mailing), never resent."""
+    """Claims never confirmed within the claim timeout: the worker died mid-send. What it had
+    handed to the provider may have reached it, so it ends `unknown` (listed on the mailing),
+    never resent; returns how many. What a mailing's batch had not handed over yet never left:
+    it goes back to the queue, its attempt not counted (cancelled, if the mailing was)."""
     now = now or timezone.now()
     detail = "claimed by a worker that never confirmed the send; not resent"
     with transaction.atomic():
-        ids = list(Message.objects.select_for_update(skip_locked=True).filter(
+        rows = list(Message.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status=Status.SENDING, claimed_at__lt=now - settings.ENGAGE_CLAIM_TIMEOUT,
-        ).values_list("pk", flat=True))
+        ).values_list("pk", "handed_at", "is_test", "mailing__state"))
+        # Only a mailing's batches fence their sends; a test or transactional message is
+        # handed over as soon as it is claimed.
+        never_left = [(pk, state) for pk, handed_at, is_test, state in rows
+                      if handed_at is None and not is_test and state is not None]
+        kept = {pk for pk, _ in never_left}
+        ids = [pk for pk, *_ in rows if pk not in kept]
         Message.objects.filter(pk__in=ids).update(
             status=Status.UNKNOWN, error_code="unconfirmed", error=detail, updated_at=now)
         changes_record(changes=[StatusChange(pk, Status.UNKNOWN, now, "unconfirmed", detail)
                                 for pk in ids], source=Source.SWEEPER, recorded_at=now)
+        _claims_give_back(rows=never_left, now=now)
     return len(ids)
+
+
+def _claims_give_back(*, rows: Sequence[tuple[int, str]], now: datetime) -> None:
+    detail = ("claimed by a worker that stopped before handing it to the provider; back in "
+              "the queue, no attempt counted")
+    cancelled = [pk for pk, state in rows if state == State.CANCELLED]
+    queued = [pk for pk, state in rows if state != State.CANCELLED]
+    Message.objects.filter(pk__in=queued).update(
+        status=Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
+    Message.objects.filter(pk__in=cancelled).update(
+        status=Status.CANCELLED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
+    changes_record(changes=[StatusChange(pk, Status.QUEUED, now, "not_sent", detail)
+                            for pk in queued]
+                   + [StatusChange(pk, Status.CANCELLED, now, "not_sent", detail)
+                      for pk in cancelled],
+                   source=Source.SWEEPER, recorded_at=now)
 
 
 def mailing_dispatch_enqueue(*, mailing_id: int, now: datetime | None = None) -> int:
@@ -196,8 +224,8 @@ def _claim(*, mailing_id: int, limit: int, now: datetime,
         _screening_record(screening=screening, now=now)
         if screening.send:
             Message.objects.filter(pk__in=screening.send).update(
-                status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1,
-                held_for="", updated_at=now,
+                status=Status.SENDING, claimed_at=now, handed_at=None,
+                attempts=F("attempts") + 1, held_for="", updated_at=now,
             )
         Mailing.objects.filter(pk=mailing_id).update(last_dispatch_at=now)
     return screening.send, screening
@@ -345,14 +373,17 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
         ))
     bucket = (gateway_bucket(gateway_id=gateway.pk, rate=rate)
               if rate is not None else None)
+    attempts = {row["pk"]: row["attempts"] for row in rows}
+    counts = messages_record_results(results=render_failures, attempts=attempts,
+                                     gateway_id=gateway.pk, now=decided_for)
+    handover = BatchHandover(claimed_at=now, attempts=attempts, gateway_id=gateway.pk,
+                              stamp=decided_for)
     sent = gateway_send(gateway=gateway, batch=outbound, bucket=bucket,
-                        deadline=time.monotonic() + rate_wait_s)
+                        deadline=time.monotonic() + rate_wait_s, handover=handover)
     circuit_count(gateway=gateway, results=sent)
     answered = {result.message_id for result in sent}
     results = render_failures + sent
-    attempts = {row["pk"]: row["attempts"] for row in rows}
-    counts = messages_record_results(results=results, attempts=attempts,
-                                     gateway_id=gateway.pk, now=decided_for)
+    counts = {key: n + handover.counts[key] for key, n in counts.items()}
     released = messages_release(
         ids=[m.message_id for m in outbound if m.message_id not in answered],
         detail="not handed to the provider: the gateway's rate limit had no slot for it "
@@ -372,6 +403,36 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     if released:
         outcome["released"] = released
     return outcome
+
+
+@dataclass
+class BatchHandover:
+    """The batch's side of `gateway_send`'s handover: each chunk marked handed over (only the
+    rows this claim still holds) just before it leaves, each chunk's results written as they
+    come. A worker killed mid-batch thus leaves only the chunk in flight in doubt, and the
+    sweeper gives the rest of its claim back to the queue."""
+
+    claimed_at: datetime
+    attempts: dict[int, int]
+    gateway_id: int
+    stamp: datetime | None
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def handing(self, chunk: Sequence[OutboundMessage]) -> list[OutboundMessage]:
+        ids = [message.message_id for message in chunk]
+        with transaction.atomic():
+            # The claim is still this batch's only while it is `sending` with this claim's
+            # time and not handed: the sweeper may have given it back, and another batch
+            # claimed it again, while this worker stood still.
+            ours = set(Message.objects.select_for_update().filter(
+                pk__in=ids, status=Status.SENDING, claimed_at=self.claimed_at,
+                handed_at__isnull=True).values_list("pk", flat=True))
+            Message.objects.filter(pk__in=ours).update(handed_at=timezone.now())
+        return [message for message in chunk if message.message_id in ours]
+
+    def answered(self, results: Sequence[SendResult]) -> None:
+        self.counts.update(messages_record_results(
+            results=results, attempts=self.attempts, gateway_id=self.gateway_id, now=self.stamp))
 
 
 def _batch_templates(*, mailing: Mailing, step: Any

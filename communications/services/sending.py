@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 from django.conf import settings
@@ -33,6 +34,18 @@ logger = logging.getLogger(__name__)
 # the rate) goes back to the queue, no attempt counted, for the next batch.
 RATE_WAIT_S = 10.0
 Bucket = GatewayBucket | LocalBucket
+
+
+class Handover(Protocol):
+    """A caller that follows its batch out chunk by chunk (the mailing dispatch): it fences
+    each chunk just before the provider sees it and records each chunk's results as they come,
+    so a worker killed mid-batch leaves only the chunk in flight in doubt."""
+
+    def handing(self, chunk: Sequence[OutboundMessage]) -> Sequence[OutboundMessage]:
+        """Just before `chunk` goes to the provider: those of it still this batch's to send."""
+
+    def answered(self, results: Sequence[SendResult]) -> None:
+        """Results as they come: a chunk's, or every message's when the connection failed."""
 
 
 def gateway_in_service(*, gateway: Gateway) -> Gateway | None:
@@ -94,8 +107,8 @@ def gateway_config(*, gateway: Gateway) -> GatewayConfig:
 
 
 def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
-                 bucket: Bucket | None = None,
-                 deadline: float | None = None) -> list[SendResult]:
+                 bucket: Bucket | None = None, deadline: float | None = None,
+                 handover: Handover | None = None) -> list[SendResult]:
     """Send a batch through one gateway row: open, send, close; a failed open fails them all.
 
     Without a `bucket`, every message gets a result. With one (the gateway's rate limit), the
@@ -104,6 +117,9 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
     `retry_after`) slows the bucket for every worker. A throttle, a connection lost mid-send
     or the deadline ends the batch early: messages not handed to the provider get no result,
     and the caller gives them back to the queue.
+
+    With a `handover`, an unpaced batch goes out in chunks of ENGAGE_HANDOVER_CHUNK too, each
+    fenced and answered through it (a lost connection ends that batch early as well).
     """
     if not batch:
         return []
@@ -112,37 +128,76 @@ def gateway_send(*, gateway: Gateway, batch: Sequence[OutboundMessage],
         adapter.open()
     except GatewayError as error:
         # Nothing went out: every message of the batch shares the connection failure.
-        return [SendResult(m.message_id, error=error) for m in batch]
+        failed = [SendResult(m.message_id, error=error) for m in batch]
+        if handover is not None:
+            handover.answered(failed)
+        return failed
     try:
-        if bucket is None:
+        if bucket is None and handover is None:
             return adapter.send(batch)
+        if bucket is None:
+            return _send_chunked(adapter=adapter, batch=batch, handover=handover)
         return _send_paced(adapter=adapter, batch=batch, bucket=bucket,
                            deadline=(deadline if deadline is not None
-                                     else time.monotonic() + RATE_WAIT_S))
+                                     else time.monotonic() + RATE_WAIT_S),
+                           handover=handover)
     finally:
         adapter.close()
 
 
+def _chunk_send(*, adapter: BaseGateway, chunk: Sequence[OutboundMessage],
+                handover: Handover | None) -> tuple[list[SendResult], bool]:
+    """Send one chunk: its results, and whether the batch must end here. It ends when the
+    adapter answered fewer than it was handed (it stopped: those never left, and the caller
+    gives them back to the queue) or lost the connection: after that it could only report the
+    rest falsely "in doubt", each spending an attempt."""
+    if handover is not None:
+        chunk = handover.handing(chunk)
+        if not chunk:
+            return [], False
+    answered = adapter.send(chunk)
+    if handover is not None:
+        handover.answered(answered)
+    stopped = len(answered) < len(chunk) or any(
+        r.error is not None and r.error.in_doubt for r in answered)
+    return answered, stopped
+
+
+def _send_chunked(*, adapter: BaseGateway, batch: Sequence[OutboundMessage],
+                  handover: Handover) -> list[SendResult]:
+    step = max(1, settings.ENGAGE_HANDOVER_CHUNK)
+    results: list[SendResult] = []
+    for start in range(0, len(batch), step):
+        answered, stopped = _chunk_send(adapter=adapter, chunk=batch[start:start + step],
+                                        handover=handover)
+        results += answered
+        if stopped:
+            break
+    return results
+
+
 def _send_paced(*, adapter: BaseGateway, batch: Sequence[OutboundMessage], bucket: Bucket,
-                deadline: float) -> list[SendResult]:
-    # Chunks of the burst: a provider counting per second sees the rate, not the batch at once.
+                deadline: float, handover: Handover | None = None) -> list[SendResult]:
+    # Chunks of the burst: a provider counting per second sees the rate, not the batch at once;
+    # with a handover no bigger than its chunks either.
     step = max(1, int(bucket.config.burst))
+    if handover is not None:
+        step = min(step, max(1, settings.ENGAGE_HANDOVER_CHUNK))
     results: list[SendResult] = []
     for start in range(0, len(batch), step):
         chunk = batch[start:start + step]
         granted = _tokens_acquire(bucket=bucket, n=len(chunk), deadline=deadline)
         if granted:
-            answered = adapter.send(chunk[:granted])
+            answered, stopped = _chunk_send(adapter=adapter, chunk=chunk[:granted],
+                                            handover=handover)
             results += answered
             hold = max((r.error.retry_after for r in answered
                         if r.error is not None and not r.error.permanent
                         and r.error.retry_after is not None), default=None)
             if hold is not None:
                 _bucket_throttle(bucket=bucket, retry_after_s=hold)
-            # After a throttle the rest waits for the bucket, in a later batch; after a lost
-            # connection the adapter could only report the rest falsely "in doubt".
-            if hold is not None or any(r.error is not None and r.error.in_doubt
-                                       for r in answered):
+            # After a throttle the rest waits for the bucket, in a later batch.
+            if hold is not None or stopped:
                 break
         if granted < len(chunk):
             break

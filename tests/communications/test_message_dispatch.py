@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from communications.gateways import OutboundMessage
 from communications.models import Mailing, Message
 from communications.services import (
     MAX_ATTEMPTS,
@@ -18,9 +19,10 @@ from communications.services import (
     messages_claim,
     messages_mark_unconfirmed_unknown,
 )
+from communications.services.dispatch import BatchHandover
 from tests.communications.factories import GatewayFactory, MailingFactory
 from tests.members.factories import consenting_member
-from tests.peers.smtp import free_port
+from tests.peers.smtp import SmtpPeer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -143,12 +145,18 @@ def test_a_cancelled_mailing_claims_nothing(smtp_peer):
     assert smtp_peer.received == []
 
 
-def test_a_claim_never_confirmed_becomes_unknown_and_is_not_resent(smtp_peer, settings):
+def _after_the_claim_timeout(settings) -> datetime:
+    return timezone.now() + settings.ENGAGE_CLAIM_TIMEOUT + timedelta(seconds=1)
+
+
+def test_a_claim_handed_over_but_never_confirmed_becomes_unknown_and_is_not_resent(
+        smtp_peer, settings):
     mailing = _sending_mailing(members=1, gateway_settings=smtp_peer.gateway_settings())
     [claimed] = messages_claim(mailing_id=mailing.pk, limit=10)
+    # The worker marked it handed over, then died before it could record the result.
+    Message.objects.filter(pk=claimed).update(handed_at=timezone.now())
 
-    later = timezone.now() + settings.ENGAGE_CLAIM_TIMEOUT + timedelta(seconds=1)
-    assert messages_mark_unconfirmed_unknown(now=later) == 1
+    assert messages_mark_unconfirmed_unknown(now=_after_the_claim_timeout(settings)) == 1
     message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
 
     message = Message.objects.get(pk=claimed)
@@ -156,6 +164,79 @@ def test_a_claim_never_confirmed_becomes_unknown_and_is_not_resent(smtp_peer, se
     assert smtp_peer.received == []
     mailing.refresh_from_db()
     assert mailing.state == Mailing.State.COMPLETED
+
+
+def test_a_claim_never_handed_over_goes_back_to_the_queue_and_is_sent_once(smtp_peer, settings):
+    mailing = _sending_mailing(members=1, gateway_settings=smtp_peer.gateway_settings())
+    [claimed] = messages_claim(mailing_id=mailing.pk, limit=10)
+
+    assert messages_mark_unconfirmed_unknown(now=_after_the_claim_timeout(settings)) == 0
+    message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
+
+    message = Message.objects.get(pk=claimed)
+    assert (message.status, message.attempts) == ("sent", 1)
+    assert len(smtp_peer.received) == 1
+
+
+def test_a_claim_given_back_is_never_sent_by_the_worker_that_held_it(smtp_peer, settings):
+    mailing = _sending_mailing(members=1, gateway_settings=smtp_peer.gateway_settings())
+    stalled_claim = timezone.now()
+    [claimed] = messages_claim(mailing_id=mailing.pk, limit=10, now=stalled_claim)
+    # The worker stands still past the claim timeout; the sweeper gives its claim back, and
+    # another batch claims and sends it.
+    messages_mark_unconfirmed_unknown(now=_after_the_claim_timeout(settings))
+    message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
+
+    stalled = BatchHandover(claimed_at=stalled_claim, attempts={claimed: 1},
+                            gateway_id=mailing.gateway_id, stamp=None)
+    still_ours = stalled.handing([OutboundMessage(message_id=claimed, address="a@example.com",
+                                                  subject="Hello", body="Hello")])
+
+    assert still_ours == []
+    assert len(smtp_peer.received) == 1
+
+
+def test_a_cancelled_mailing_s_claim_never_handed_over_ends_cancelled(smtp_peer, settings):
+    mailing = _sending_mailing(members=1, gateway_settings=smtp_peer.gateway_settings())
+    [claimed] = messages_claim(mailing_id=mailing.pk, limit=10)
+    mailing_cancel(mailing=mailing)
+
+    messages_mark_unconfirmed_unknown(now=_after_the_claim_timeout(settings))
+
+    message = Message.objects.get(pk=claimed)
+    assert (message.status, message.attempts) == ("cancelled", 0)
+
+
+def test_a_batch_records_each_chunk_as_it_goes(smtp_peer, settings):
+    settings.ENGAGE_HANDOVER_CHUNK = 2
+    mailing = _sending_mailing(members=5, gateway_settings=smtp_peer.gateway_settings())
+
+    message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
+
+    handed = sorted(Message.objects.filter(mailing=mailing).values_list("handed_at", flat=True))
+    assert len(set(handed)) == 3  # three chunks: 2, 2 and 1
+    assert _statuses(mailing) == ["sent"] * 5
+
+
+def test_a_dropped_smtp_session_leaves_only_its_message_in_doubt_and_gives_the_rest_back(
+        settings):
+    settings.ENGAGE_HANDOVER_CHUNK = 2
+    members = [consenting_member() for _ in range(5)]
+    peer = SmtpPeer(drop={members[1].email}).start()
+    try:
+        mailing = MailingFactory(gateway=GatewayFactory(settings=peer.gateway_settings()))
+        mailing_schedule(mailing=mailing)
+        mailing_prepare(mailing_id=mailing.pk)
+
+        outcome = message_batch_dispatch(mailing_id=mailing.pk, batch_size=10)
+    finally:
+        peer.stop()
+
+    by_member = {message.member_id: message for message in Message.objects.filter(mailing=mailing)}
+    assert (outcome["sent"], outcome["unknown"], outcome["released"]) == (1, 1, 3)
+    assert by_member[members[1].pk].status == "unknown"
+    assert all((by_member[m.pk].status, by_member[m.pk].attempts) == ("queued", 0)
+               for m in members[2:])
 
 
 def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(smtp_peer):
