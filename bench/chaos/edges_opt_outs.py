@@ -1,9 +1,15 @@
 """Scenario 7, opt_outs_during_mailing: an email mailing and an SMS mailing to the same members
 dispatched by several threads (the batch service, in-process, as a worker's task calls it) while
-members opt out through three doors at once: the member API (preferences, email and SMS off),
-the RFC 8058 one-click POST of an email's unsubscribe link, and an SMS STOP posted to the
-inbound SMS webhook. The mails go to a loopback SMTP server, the SMS to a loopback aggregator,
-both logging what they accept with the wall-clock time.
+members opt out through four doors at once: the member API (preferences, email and SMS off),
+the RFC 8058 one-click POST of an email's unsubscribe link, an SMS STOP posted to the inbound
+SMS webhook, and an email service's spam complaint (Postmark's SpamComplaint webhook, through
+anymail, about an earlier email of theirs sent by a loopback Postmark API). The mails go to a
+loopback SMTP server, the SMS to a loopback aggregator, both logging what they accept with the
+wall-clock time.
+
+A complaint stops email once its receipt is applied (the address suppressed); the scenario
+applies it right after the webhook answers, as the receipts worker would, and counts the
+opt-out as committed from then.
 
 Judged per (member, channel) withdrawn: a message on that channel claimed after the opt-out's
 call had returned (so after it committed) and accepted by a peer is `unexpected`; one claimed
@@ -14,6 +20,7 @@ ended with a reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import tempfile
@@ -29,6 +36,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import connections
 from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from bench.chaos.core import Scenario, result
@@ -42,19 +50,22 @@ from bench.chaos.edges_seed import (
 from bench.member_api import bench_token, member_tokens_ensure
 from communications.models import Gateway, Mailing, Message, Template
 from communications.services.dispatch import message_batch_dispatch
+from communications.services.statuses import receipts_apply
 from communications.webhooks import SIGNATURE_HEADER, webhook_signature
-from members.models import ConsentEvent, Member
+from members.models import ConsentEvent, Member, Suppression
 from members.unsubscribe import unsubscribe_urls
 from tests.peers.http_sms import HttpSmsPeer
+from tests.peers.postmark import PostmarkPeer, Sent
 from tests.peers.smtp import SmtpPeer
 
 NAME = "opt_outs_during_mailing"
 SIZES = {"small": (300, 50), "full": (6_000, 1_000)}
-DOORS = ("api", "one_click", "sms_stop")
+DOORS = ("api", "one_click", "sms_stop", "esp_complaint")
 BATCH = 10
 DISPATCHERS = 2
 OPT_OUT_CLIENTS = 3
 INBOUND_SECRET = "chaos-sms-inbound-0123456789abcdef"
+ESP_WEBHOOK_AUTH = ("postmark", "chaos-esp-hook-secret")
 SENT_STATUSES = {Message.Status.SENT, Message.Status.DELIVERED, Message.Status.SENDING,
                  Message.Status.UNKNOWN}
 
@@ -73,9 +84,19 @@ def _dispatch(mailing_id: int, stop: threading.Event, errors: list[str]) -> None
 
 
 def _opt_out(*, door: str, member: dict[str, Any], links: dict[int, str],
-             sms_gateway_id: int) -> tuple[int, list[str]]:
+             sms_gateway_id: int, complaints: dict[int, tuple[PostmarkPeer, Sent]]
+             ) -> tuple[int, list[str]]:
     """One member's opt-out through `door`; the answer's status and the channels withdrawn."""
     http = Client()
+    if door == "esp_complaint":
+        postmark, sent = complaints[member["pk"]]
+        reply = http.post(reverse("anymail:postmark_tracking_webhook"),
+                          data=json.dumps(postmark.event("SpamComplaint", sent)),
+                          content_type="application/json", secure=True,
+                          headers={"Authorization": _basic_auth(*ESP_WEBHOOK_AUTH)})
+        # The receipts worker's part: the complaint suppresses the address when applied.
+        receipts_apply(provider_ids=[sent.message_id])
+        return reply.status_code, ["email"]
     if door == "api":
         reply = http.put("/api/v1/me/preferences/",
                          data=json.dumps({"channels": {"email": False, "sms": False}}),
@@ -95,6 +116,31 @@ def _opt_out(*, door: str, member: dict[str, Any], links: dict[int, str],
     return reply.status_code, ["sms"]
 
 
+def _basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _earlier_emails_send(*, tag: str, postmark: PostmarkPeer, member_ids: list[int],
+                         members: dict[int, dict[str, Any]]
+                         ) -> dict[int, tuple[PostmarkPeer, Sent]]:
+    """An earlier email to each member, sent through an email service (the loopback Postmark
+    API) by the dispatch itself, for them to complain about during the mailing."""
+    gateway = Gateway.objects.create(name=f"{tag} esp", channel="email", provider="anymail",
+                                     settings=postmark.gateway_settings(),
+                                     sender="Engage Club <club@engage.example.com>")
+    template = Template.objects.create(name=f"{tag} welcome", channel="email",
+                                       subject="Welcome", body="Welcome to the club.")
+    mailing = Mailing.objects.create(name=f"{tag} welcome", template=template, gateway=gateway,
+                                     state=Mailing.State.SENDING, started_at=timezone.now())
+    queued_messages_create(mailing=mailing, member_ids=member_ids, channel="email",
+                           addresses={pk: members[pk]["email"] for pk in member_ids})
+    while message_batch_dispatch(mailing_id=mailing.pk, batch_size=100).get("claimed"):
+        pass
+    sent = {s.metadata["engage_message_id"]: s for s in postmark.sent}
+    return {member_id: (postmark, sent[str(pk)]) for pk, member_id in Message.objects.filter(
+        mailing=mailing, status=Message.Status.SENT).values_list("pk", "member_id")}
+
+
 def opt_outs_during_mailing(size: str) -> dict[str, Any]:
     members_count, opt_outs = SIZES[size]
     tag = run_tag("optout")
@@ -111,7 +157,14 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="engage-chaos-optout-"))
     smtp = SmtpPeer(log_path=directory / "smtp.jsonl", keep_messages=False).start()
     sms = HttpSmsPeer().start()
+    postmark = PostmarkPeer().start()
+    rng = random.Random(7)
+    chosen = rng.sample(member_ids, opt_outs)
+    plan = [(DOORS[n % len(DOORS)], members[pk]) for n, pk in enumerate(chosen)]
     try:
+        complaints = _earlier_emails_send(
+            tag=tag, postmark=postmark, members=members,
+            member_ids=[member["pk"] for door, member in plan if door == "esp_complaint"])
         email_gateway = Gateway.objects.create(
             name=f"{tag} email", channel="email", provider="smtp",
             settings=smtp.gateway_settings(), sender="Engage Club <club@engage.example.com>")
@@ -130,11 +183,8 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
             queued_messages_create(mailing=mailing, member_ids=member_ids, channel=channel,
                                    addresses=addresses)
             mailings[channel] = mailing.pk
-        rng = random.Random(7)
-        chosen = rng.sample(member_ids, opt_outs)
         links = unsubscribe_urls(member_ids=chosen, channel="email",
                                  mailing_id=mailings["email"])
-        plan = [(DOORS[n % len(DOORS)], members[pk]) for n, pk in enumerate(chosen)]
         done: dict[tuple[int, str], float] = {}
         answers: Counter[int] = Counter()
         lock = threading.Lock()
@@ -143,7 +193,8 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
             try:
                 for door, member in share:
                     status, channels = _opt_out(door=door, member=member, links=links,
-                                                sms_gateway_id=sms_gateway.pk)
+                                                sms_gateway_id=sms_gateway.pk,
+                                                complaints=complaints)
                     returned = time.time()
                     with lock:
                         answers[status] += 1
@@ -161,7 +212,9 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
                    for n in range(OPT_OUT_CLIENTS)]
         # The in-process client calls itself `testserver`, which pytest allows and a plain
         # run (make chaos) would refuse as a foreign host.
-        with override_settings(ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"]):
+        with override_settings(ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
+                               ANYMAIL={**settings.ANYMAIL,
+                                        "WEBHOOK_SECRET": ":".join(ESP_WEBHOOK_AUTH)}):
             for thread in dispatchers:
                 thread.start()
             time.sleep(0.2)
@@ -178,6 +231,7 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
     finally:
         smtp.stop()
         sms.stop()
+        postmark.stop()
     accepted: dict[str, list[float]] = {}
     for line in (directory / "smtp.jsonl").read_text().splitlines():
         entry = json.loads(line)
@@ -189,6 +243,11 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
     withdrawn = {(member_id, channel) for member_id, channel in ConsentEvent.objects.filter(
         member_id__in=chosen, action=ConsentEvent.Action.WITHDRAW).values_list(
         "member_id", "channel")}
+    by_email = {m["email"].lower(): pk for pk, m in members.items() if pk in set(chosen)}
+    complained = {(by_email[address], "email") for address in Suppression.objects.filter(
+        channel="email", address__in=by_email, reason=Suppression.Reason.COMPLAINT,
+    ).values_list("address", flat=True)}
+    withdrawn |= complained
     unexpected = in_flight = 0
     for member_id, channel, status, provider_id, claimed_at, _ in messages:
         returned = done.get((member_id, channel))
@@ -211,6 +270,7 @@ def opt_outs_during_mailing(size: str) -> dict[str, Any]:
         lost=lost, unexpected=unexpected, opt_outs=len(chosen),
         opt_out_answers={str(code): n for code, n in sorted(answers.items())},
         withdrawals_recorded=len(withdrawn), withdrawals_asked=len(done),
+        complaints_suppressed=len(complained),
         in_flight_at_opt_out=in_flight, dispatch_errors=errors[:3],
         by_channel={channel: dict(Counter(status for _, c, status, *_ in messages
                                           if c == channel)) for channel in mailings},

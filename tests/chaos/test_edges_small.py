@@ -64,6 +64,7 @@ def test_opt_outs_during_mailing_are_honoured_for_every_later_send():
     assert line["lost"] == 0, line
     assert line["unexpected"] == 0, line
     assert line["withdrawals_recorded"] == line["withdrawals_asked"], line
+    assert line["complaints_suppressed"] > 0, line
 
 
 def test_providers_misbehave_retries_by_the_rules_and_fails_over_without_duplicates():
