@@ -30,7 +30,7 @@ from communications.gateways import (
     OutboundMessage,
     SendResult,
 )
-from communications.models import Mailing, Message, MessageStatusChange
+from communications.models import Gateway, Mailing, Message, MessageStatusChange
 from communications.ratelimit import gateway_bucket
 from communications.renderers import (
     CompiledTemplate,
@@ -384,13 +384,17 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     answered = {result.message_id for result in sent}
     results = render_failures + sent
     counts = {key: n + handover.counts[key] for key, n in counts.items()}
+    failed_over = bool(counts["retry"]) and _retries_fail_over(
+        mailing_id=mailing_id, channel=channel, gateway=gateway, primary=step.gateway, now=now)
     released = messages_release(
         ids=[m.message_id for m in outbound if m.message_id not in answered],
         detail="not handed to the provider: the gateway's rate limit had no slot for it "
                "within the batch's wait, or a throttle reply ended the batch; back in the "
                "queue, no attempt counted")
     if counts.get("retry"):
-        retry_after = max((r.error.retry_after or 0) for r in results if r.error) or RETRY_BACKOFF_S
+        retry_after = (0 if failed_over else
+                       max((r.error.retry_after or 0) for r in results if r.error)
+                       or RETRY_BACKOFF_S)
         transaction.on_commit(lambda: batch_enqueue(mailing_id=mailing_id, channel=channel,
                                                     countdown=retry_after))
     # Messages given back are work no task covers either; a second's pause keeps a batch that
@@ -403,6 +407,23 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     if released:
         outcome["released"] = released
     return outcome
+
+
+def _retries_fail_over(*, mailing_id: int, channel: str, gateway: Gateway, primary: Gateway,
+                       now: datetime) -> bool:
+    """When this batch's failures opened the circuit of the gateway it went through and the
+    backup now takes the mailing's batches, the messages waiting out a retry are due at once:
+    their backoff was for a provider that might recover, and the backup is up now. (Holds for
+    quiet hours or caps carry `held_for` and keep their time.)"""
+    if gateway.pk != primary.pk:
+        return False
+    in_service = gateway_in_service(gateway=primary)
+    if in_service is None or in_service.pk == primary.pk:
+        return False
+    Message.objects.filter(mailing_id=mailing_id, channel=channel, status=Status.QUEUED,
+                           is_test=False, held_for="", not_before__gt=now
+                           ).update(not_before=now, updated_at=now)
+    return True
 
 
 @dataclass
