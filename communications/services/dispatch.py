@@ -426,6 +426,26 @@ def _retries_fail_over(*, mailing_id: int, channel: str, gateway: Gateway, prima
     return True
 
 
+def messages_hand_over(*, ids: Sequence[int], claimed_at: datetime) -> set[int]:
+    """Mark claimed messages handed over to the provider, now; returns those it marked.
+
+    A claim is still its batch's only while it is `sending` with the claim's time and not yet
+    handed over: the sweeper may have given it back, and another batch claimed it again, while
+    its worker stood still. One UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+): this runs
+    before every chunk a batch sends."""
+    if not ids:
+        return set()
+    qn = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(Message._meta.db_table)} SET {qn('handed_at')} = %s "
+            f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(ids))}) AND {qn('status')} = %s "
+            f"AND {qn('claimed_at')} = %s AND {qn('handed_at')} IS NULL RETURNING {qn('id')}",
+            [adapt(timezone.now()), *ids, Status.SENDING, adapt(claimed_at)])
+        return {row[0] for row in cursor.fetchall()}
+
+
 @dataclass
 class BatchHandover:
     """The batch's side of `gateway_send`'s handover: each chunk marked handed over (only the
@@ -440,15 +460,8 @@ class BatchHandover:
     counts: Counter[str] = field(default_factory=Counter)
 
     def handing(self, chunk: Sequence[OutboundMessage]) -> list[OutboundMessage]:
-        ids = [message.message_id for message in chunk]
-        with transaction.atomic():
-            # The claim is still this batch's only while it is `sending` with this claim's
-            # time and not handed: the sweeper may have given it back, and another batch
-            # claimed it again, while this worker stood still.
-            ours = set(Message.objects.select_for_update().filter(
-                pk__in=ids, status=Status.SENDING, claimed_at=self.claimed_at,
-                handed_at__isnull=True).values_list("pk", flat=True))
-            Message.objects.filter(pk__in=ours).update(handed_at=timezone.now())
+        ours = messages_hand_over(ids=[message.message_id for message in chunk],
+                                  claimed_at=self.claimed_at)
         return [message for message in chunk if message.message_id in ours]
 
     def answered(self, results: Sequence[SendResult]) -> None:
