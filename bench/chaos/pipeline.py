@@ -62,6 +62,10 @@ def progress(text: str) -> None:
 
 # --- processes -------------------------------------------------------------------------------
 
+# Processes of each worker (prefork): a kill -9 takes all of them, each holding its batch.
+WORKER_CONCURRENCY = 2
+
+
 def handover_chunk(batch_size: int) -> int:
     return max(1, batch_size // 5)
 
@@ -92,7 +96,7 @@ class CeleryProcess:
     """A `celery worker` or `celery beat` subprocess that can be killed and started again."""
 
     def __init__(self, kind: str, *, env: dict[str, str], workdir: Path, name: str,
-                 app: str = "config", concurrency: int = 2) -> None:
+                 app: str = "config", concurrency: int = WORKER_CONCURRENCY) -> None:
         self.name = name
         self.env = env
         self.log_path = workdir / f"{name}.log"
@@ -356,7 +360,9 @@ def worker_killed(size: str) -> dict[str, Any]:
         state = mailing_wait(mailing, timeout=120 if size == "small" else 3600,
                              during=maybe_kill)
         return checked("worker_killed", size, mailing, run, started=started, state=state,
-                       kills=worker.kills, handover_chunk=handover_chunk(batch))
+                       kills=worker.kills, handover_chunk=handover_chunk(batch),
+                       # Each kill leaves in doubt at most the chunk each process was handing.
+                       in_doubt_bound=worker.kills * WORKER_CONCURRENCY * handover_chunk(batch))
 
 
 def tasks_redelivered(size: str) -> dict[str, Any]:

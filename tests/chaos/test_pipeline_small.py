@@ -28,9 +28,9 @@ def test_killing_the_worker_three_times_duplicates_and_loses_nothing(transaction
 
     _kept_the_promise(line)
     assert line["kills"] == 3, line
-    # Each kill leaves in doubt at most the chunk it was handing over; the rest of its claim
-    # went back to the queue.
-    assert line["unknown"] <= line["kills"] * line["handover_chunk"], line
+    # Each kill leaves in doubt at most the chunk each worker process was handing over; the
+    # rest of their claims went back to the queue.
+    assert line["unknown"] <= line["in_doubt_bound"], line
 
 
 def test_batch_tasks_delivered_three_times_to_two_workers_send_each_message_once(
