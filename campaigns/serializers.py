@@ -21,6 +21,13 @@ class RulesField(serializers.JSONField):
                                        "GET target-groups/fields/.")
         super().__init__(**kwargs)
 
+    def to_internal_value(self, data: Any) -> Any:
+        # A form's "null" is JSON for None, which no tree is (and the column refuses).
+        value = super().to_internal_value(data)
+        if value is None:
+            self.fail("null")
+        return value
+
 
 class TargetGroupSerializer(serializers.ModelSerializer):
     rules = RulesField(required=False)

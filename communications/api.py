@@ -4,9 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 import django_filters
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -228,8 +227,9 @@ class MailingViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin,
         a clicked message was also sent, delivered and opened), messages sent per time bucket,
         the cost so far per gateway and the errors by provider code. Test sends are not
         counted."""
-        # Not get_object(): the list's per-status counters would be read for nothing.
-        mailing = get_object_or_404(Mailing.objects.select_related("template"), pk=pk)
+        # Not get_object(): the list's per-status counters would be read for nothing. DRF's
+        # get_object_or_404, which answers 404 to an id that is not a number, as get_object.
+        mailing = generics.get_object_or_404(Mailing.objects.select_related("template"), pk=pk)
         self.check_object_permissions(request, mailing)
         return Response(MailingReportSerializer(mailing_report(mailing=mailing)).data)
 

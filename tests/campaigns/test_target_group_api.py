@@ -37,6 +37,19 @@ def test_invalid_tree_is_refused_with_the_path_of_each_error(marketer_client):
     assert not TargetGroup.objects.filter(name="Broken").exists()
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data"])
+def test_a_null_tree_is_refused_as_a_field_error(marketer_client, content_type):
+    if content_type == "application/json":
+        response = marketer_client.post(URL, {"name": "Nothing", "rules": None},
+                                        content_type=content_type)
+    else:
+        response = marketer_client.post(URL, {"name": "Nothing", "rules": "null"})
+
+    assert response.status_code == 400
+    assert "rules" in response.json()
+    assert not TargetGroup.objects.filter(name="Nothing").exists()
+
+
 def test_group_that_refers_back_to_itself_is_refused_as_a_cycle(marketer_client):
     outer = TargetGroupFactory(name="Outer", rules=GERMAN)
     inner = TargetGroupFactory(name="Inner", rules={

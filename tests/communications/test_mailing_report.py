@@ -341,8 +341,9 @@ def test_report_api_answers_the_same_figures_as_json(marketer_client):
     assert body["live"] is False
 
 
-def test_report_api_answers_404_for_an_unknown_mailing(marketer_client):
-    response = marketer_client.get("/api/v1/mailings/999999/report/")
+@pytest.mark.parametrize("mailing_id", ["999999", "null,null"])
+def test_report_api_answers_404_for_an_unknown_mailing(marketer_client, mailing_id):
+    response = marketer_client.get(f"/api/v1/mailings/{mailing_id}/report/")
 
     assert response.status_code == 404
 
