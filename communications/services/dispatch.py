@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from campaigns.selectors_spend import campaign_spend
@@ -110,10 +111,11 @@ def _claims_give_back(*, rows: Sequence[tuple[int, str]], now: datetime) -> None
               "the queue, no attempt counted")
     cancelled = [pk for pk, state in rows if state == State.CANCELLED]
     queued = [pk for pk, state in rows if state != State.CANCELLED]
+    uncounted = Greatest(F("attempts") - 1, 0)
     Message.objects.filter(pk__in=queued).update(
-        status=Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
+        status=Status.QUEUED, claimed_at=None, attempts=uncounted, updated_at=now)
     Message.objects.filter(pk__in=cancelled).update(
-        status=Status.CANCELLED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
+        status=Status.CANCELLED, claimed_at=None, attempts=uncounted, updated_at=now)
     changes_record(changes=[StatusChange(pk, Status.QUEUED, now, "not_sent", detail)
                             for pk in queued]
                    + [StatusChange(pk, Status.CANCELLED, now, "not_sent", detail)

@@ -170,9 +170,10 @@ def test_a_sent_batch_records_one_history_row_per_message_with_its_outcome():
     assert ok.gateway_id == gateway.pk
 
 
-def test_a_claim_never_confirmed_ends_unknown_and_says_so_in_its_history(settings):
-    message = MessageFactory(status=Status.SENDING, claimed_at=timezone.now()
-                             - settings.ENGAGE_CLAIM_TIMEOUT - dt.timedelta(seconds=1))
+def test_a_claim_handed_over_and_never_confirmed_ends_unknown_and_says_so_in_its_history(
+        settings):
+    claimed_at = timezone.now() - settings.ENGAGE_CLAIM_TIMEOUT - dt.timedelta(seconds=1)
+    message = MessageFactory(status=Status.SENDING, claimed_at=claimed_at, handed_at=claimed_at)
 
     assert messages_mark_unconfirmed_unknown() == 1
 
