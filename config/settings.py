@@ -501,7 +501,9 @@ AUDITLOG_MASK_CALLABLE = "config.audit.secret_mask"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Phone numbers and email addresses masked in every line (config/log_redaction.py).
+    "formatters": {"plain": {"()": "config.log_redaction.RedactingFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

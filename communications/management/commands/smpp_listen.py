@@ -107,8 +107,8 @@ def _inbound_handler(gateway: Gateway) -> InboundHandler:
                               gateway_name=gateway.name)
         except ValidationError as error:
             # Acknowledged and dropped: offered again, it would fail the same way forever.
-            logger.warning("smpp_listen: inbound SMS from %r not applied: %s", sms.phone,
-                           "; ".join(error.messages))
+            logger.warning("smpp_listen: inbound SMS on gateway %s not applied: %s",
+                           gateway.pk, "; ".join(error.messages))
     return on_inbound
 
 
