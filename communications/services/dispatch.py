@@ -109,18 +109,10 @@ def messages_mark_unconfirmed_unknown(*, now: datetime | None = None) -> int:
 def _claims_give_back(*, rows: Sequence[tuple[int, str]], now: datetime) -> None:
     detail = ("claimed by a worker that stopped before handing it to the provider; back in "
               "the queue, no attempt counted")
-    cancelled = [pk for pk, state in rows if state == State.CANCELLED]
-    queued = [pk for pk, state in rows if state != State.CANCELLED]
-    uncounted = Greatest(F("attempts") - 1, 0)
-    Message.objects.filter(pk__in=queued).update(
-        status=Status.QUEUED, claimed_at=None, attempts=uncounted, updated_at=now)
-    Message.objects.filter(pk__in=cancelled).update(
-        status=Status.CANCELLED, claimed_at=None, attempts=uncounted, updated_at=now)
-    changes_record(changes=[StatusChange(pk, Status.QUEUED, now, "not_sent", detail)
-                            for pk in queued]
-                   + [StatusChange(pk, Status.CANCELLED, now, "not_sent", detail)
-                      for pk in cancelled],
-                   source=Source.SWEEPER, recorded_at=now)
+    for ending, ids in ((Status.QUEUED, [pk for pk, state in rows if state != State.CANCELLED]),
+                        (Status.CANCELLED, [pk for pk, state in rows
+                                            if state == State.CANCELLED])):
+        messages_release(ids=ids, detail=detail, now=now, to=ending, source=Source.SWEEPER)
 
 
 def mailing_dispatch_enqueue(*, mailing_id: int, now: datetime | None = None) -> int:
@@ -283,9 +275,12 @@ def _screening_record(*, screening: Screening, now: datetime) -> None:
                    recorded_at=now)
 
 
-def messages_release(*, ids: Sequence[int], detail: str, now: datetime | None = None) -> int:
-    """Give claimed messages that never reached the provider back to the queue, their attempt
-    not counted (the rate limit had no slot for them in time, or a throttle ended the batch)."""
+def messages_release(*, ids: Sequence[int], detail: str, now: datetime | None = None,
+                     to: str = Status.QUEUED, source: str = Source.DISPATCH) -> int:
+    """Give claimed messages that never reached the provider back to the queue (or end them
+    `to` another status: cancelled, when their mailing was), their attempt not counted (the
+    rate limit had no slot for them in time, a throttle ended the batch, their worker died
+    before handing them over)."""
     if not ids:
         return 0
     now = now or timezone.now()
@@ -294,9 +289,10 @@ def messages_release(*, ids: Sequence[int], detail: str, now: datetime | None = 
                         .filter(pk__in=ids, status=Status.SENDING)
                         .values_list("pk", flat=True))
         Message.objects.filter(pk__in=released).update(
-            status=Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1, updated_at=now)
-        changes_record(changes=[StatusChange(pk, Status.QUEUED, now, "not_sent", detail)
-                                for pk in released], source=Source.DISPATCH, recorded_at=now)
+            status=to, claimed_at=None, attempts=Greatest(F("attempts") - 1, 0),
+            updated_at=now)
+        changes_record(changes=[StatusChange(pk, to, now, "not_sent", detail)
+                                for pk in released], source=source, recorded_at=now)
     return len(released)
 
 
