@@ -6,7 +6,8 @@ written in transactions that roll back.
 Judged from the receivers' own logs (each call with its webhook-id and answer) against the
 event log: every committed event answered 2xx by the healthy and the flaky receivers (else
 lost), no event answered 2xx twice by one receiver (duplicates), no rolled-back event ever
-sent, and the 410 receiver called in one batch only before its subscription was disabled.
+sent, and the 410 receiver called once before its subscription was disabled (it is probed
+alone: loyalty/webhooks/delivery.py).
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
                     "disabled_at"]
     list_filter = ["connector", "active", "ordered"]
     search_fields = ["url", "description"]
-    readonly_fields = ["created_by", "created_at", "failing_since", "disabled_at",
-                       "disabled_reason"]
+    readonly_fields = ["created_by", "created_at", "healthy_since", "failing_since",
+                       "disabled_at", "disabled_reason"]
     actions = ["rotate_secret"]
 
     def save_model(self, request: HttpRequest, obj: WebhookSubscription, form: Any,

@@ -17,6 +17,13 @@ How an answer is classified, whatever the connector:
 A subscription whose attempts have all failed for ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS is disabled
 and its owner_email told.
 
+A subscription not yet proven (`healthy_since` None: new, pointed elsewhere, switched back on,
+or failing) gets one call per batch, its probe; its other claimed deliveries are held, no
+attempt counted, and follow the probe's answer: due at once after a success, left pending
+behind a disabled subscription after a 410, due when the probe is retried after a failure
+(RETRY_DELAYS[0] when it is not). So a receiver that is gone is called once, not a batch's
+worth of times, and a dead one one call at a time instead of a batch per retry step.
+
 Workers share deliveries by claiming due ones with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
 (`claimed_until`) long enough for the batch's calls to time out, ENGAGE_WEBHOOK_IN_FLIGHT at a
 time; a worker killed mid-batch leaves its claims to be taken again after the lease. For an
@@ -105,6 +112,8 @@ class _Attempt:
     subscription_id: int
     attempts: int  # before this one
     attempted_at: datetime
+    # Its subscription is unproven: it goes out only as the batch's probe to it.
+    probation: bool = False
     request: OutgoingRequest | None = None
     outcome: Outcome | None = None
 
@@ -146,6 +155,7 @@ def _subscription_fail(subscription_id: int, *, now: datetime, reason: str | Non
     subscription = WebhookSubscription.objects.select_for_update().get(pk=subscription_id)
     if subscription.failing_since is None:
         subscription.failing_since = now
+    subscription.healthy_since = None
     limit = timedelta(days=settings.ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS)
     if reason is None and now - subscription.failing_since >= limit:
         reason = (f"every delivery failed since {subscription.failing_since:%Y-%m-%d %H:%M} "
@@ -156,7 +166,7 @@ def _subscription_fail(subscription_id: int, *, now: datetime, reason: str | Non
         subscription.disabled_reason = reason[:300]
         if subscription.owner_email:
             transaction.on_commit(lambda: _owner_tell(subscription))
-    subscription.save(update_fields=["failing_since", "active", "disabled_at",
+    subscription.save(update_fields=["failing_since", "healthy_since", "active", "disabled_at",
                                      "disabled_reason"])
 
 
@@ -175,14 +185,30 @@ def _owner_tell(subscription: WebhookSubscription) -> None:
                          subscription.owner_email, subscription.pk)
 
 
-def _outcomes_record(attempts: list[_Attempt], *, now: datetime) -> None:
+def _held_release(held: list[_Attempt], *, after: dict[int, datetime | None]) -> None:
+    """Let go of the deliveries held behind their subscription's probe, no attempt counted:
+    due again at `after[subscription]`, or as they were (None)."""
+    due_again: dict[datetime | None, list[int]] = defaultdict(list)
+    for attempt in held:
+        due_again[after.get(attempt.subscription_id)].append(attempt.delivery_id)
+    for when, ids in due_again.items():
+        changes = {"claimed_until": None} if when is None else {
+            "claimed_until": None, "next_attempt_at": when}
+        WebhookDelivery.objects.filter(id__in=ids).update(**changes)
+
+
+def _outcomes_record(attempts: list[_Attempt], *, now: datetime,
+                     held: list[_Attempt] = ()) -> None:
     """Every attempt of the batch logged, and its delivery and subscription moved on, in a few
     statements whatever the batch's size: one insert of the attempts, one update per success
-    status code, one bulk update of the failures, and one statement per subscription."""
+    status code, one bulk update of the failures, one statement per subscription, and one
+    per probe's answer for the deliveries `held` behind it."""
     succeeded: dict[int, list[int]] = defaultdict(list)
     failures: list[WebhookDelivery] = []
     healthy: set[int] = set()
     failing: dict[int, str | None] = {}
+    # Subscription on probation -> when the deliveries held behind its failed probe are due.
+    probe_failed: dict[int, datetime | None] = {}
     for attempt in attempts:
         outcome = attempt.outcome
         assert outcome is not None
@@ -192,14 +218,18 @@ def _outcomes_record(attempts: list[_Attempt], *, now: datetime) -> None:
             continue
         count = attempt.attempts + 1
         delay = retry_delay(count, retry_after=outcome.retry_after) if outcome.retryable else None
+        next_attempt_at = now + delay if delay else attempt.attempted_at
         failures.append(WebhookDelivery(
             pk=attempt.delivery_id, attempts=count, last_status_code=outcome.status_code,
             last_error=outcome.error, claimed_until=None,
             status=WebhookDelivery.Status.PENDING if delay else WebhookDelivery.Status.FAILED,
-            completed_at=None if delay else now,
-            next_attempt_at=now + delay if delay else attempt.attempted_at))
+            completed_at=None if delay else now, next_attempt_at=next_attempt_at))
         gone = "the receiver answered 410 Gone" if outcome.status_code == 410 else None
         failing[attempt.subscription_id] = failing.get(attempt.subscription_id) or gone
+        if attempt.probation and attempt.request is not None:
+            # Behind a disabled subscription they stay as they are, for a replay.
+            probe_failed[attempt.subscription_id] = None if gone else (
+                next_attempt_at if delay else now + RETRY_DELAYS[0])
     with transaction.atomic():
         WebhookAttempt.objects.bulk_create([WebhookAttempt(
             delivery_id=a.delivery_id, attempted_at=a.attempted_at,
@@ -214,8 +244,10 @@ def _outcomes_record(attempts: list[_Attempt], *, now: datetime) -> None:
             "attempts", "last_status_code", "last_error", "claimed_until", "status",
             "completed_at", "next_attempt_at"], batch_size=500)
         if healthy:
-            WebhookSubscription.objects.filter(pk__in=healthy, failing_since__isnull=False
-                                               ).update(failing_since=None)
+            WebhookSubscription.objects.filter(pk__in=healthy).filter(
+                Q(failing_since__isnull=False) | Q(healthy_since__isnull=True)
+            ).update(failing_since=None, healthy_since=now)
+        _held_release(held, after=probe_failed)
         for subscription_id, reason in sorted(failing.items()):
             # A success in the same batch ends the failing streak; a 410 disables anyway.
             if subscription_id not in healthy or reason is not None:
@@ -251,7 +283,8 @@ def _attempts_prepare(ids: list[int]) -> list[_Attempt]:
          member_id, external_id, email, phone) in rows:
         if subscription_id not in active:
             continue
-        attempt = _Attempt(pk, subscription_id, attempts, now)
+        attempt = _Attempt(pk, subscription_id, attempts, now,
+                           probation=active[subscription_id].healthy_since is None)
         event = OutgoingEvent(
             id=str(event_id), type=type_, occurred_at=occurred_at, payload=payload,
             version=version, member=None if member_id is None else MemberIdentity(
@@ -271,16 +304,36 @@ def _attempts_prepare(ids: list[int]) -> list[_Attempt]:
     return prepared
 
 
+def _probes_pick(attempts: list[_Attempt]) -> tuple[list[_Attempt], list[_Attempt]]:
+    """The calls to make, and the deliveries held back: of an unproven subscription's calls
+    only one is made, the most tried (then the oldest), so that a probe that failed is the
+    one tried again and the receiver's backoff grows with it."""
+    calls = [a for a in attempts if a.request is not None and not a.probation]
+    unproven: dict[int, list[_Attempt]] = defaultdict(list)
+    for attempt in attempts:
+        if attempt.request is not None and attempt.probation:
+            unproven[attempt.subscription_id].append(attempt)
+    held: list[_Attempt] = []
+    for waiting in unproven.values():
+        probe = min(waiting, key=lambda a: (-a.attempts, a.delivery_id))
+        calls.append(probe)
+        held.extend(a for a in waiting if a is not probe)
+    return calls, held
+
+
 def deliveries_send(ids: list[int]) -> int:
-    """Make one attempt for each claimed delivery, concurrently; how many succeeded."""
+    """Make one attempt for each claimed delivery, concurrently (one only for each unproven
+    subscription, the rest held for its answer); how many succeeded."""
     attempts = _attempts_prepare(ids)
-    calls = [a for a in attempts if a.request is not None]
+    calls, held = _probes_pick(attempts)
     answers = requests_send([a.request for a in calls], timeout=settings.ENGAGE_WEBHOOK_TIMEOUT,
                             in_flight=settings.ENGAGE_WEBHOOK_IN_FLIGHT)
     for attempt, answer in zip(calls, answers, strict=True):
         attempt.outcome = Outcome(answer.status_code, answer.duration_ms, answer.excerpt,
                                   answer.error, retry_after=answer.retry_after)
-    _outcomes_record(attempts, now=timezone.now())
+    held_ids = {id(a) for a in held}
+    _outcomes_record([a for a in attempts if id(a) not in held_ids], held=held,
+                     now=timezone.now())
     return sum(1 for a in attempts if a.outcome is not None and a.outcome.succeeded)
 
 

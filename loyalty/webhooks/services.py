@@ -53,7 +53,7 @@ def subscription_update(*, subscription: WebhookSubscription,
                         ) -> WebhookSubscription:
     """Change what was given; credentials not given stay as they are while the connector
     does (a new connector needs its own)."""
-    connector_before = subscription.connector
+    connector_before, url_before = subscription.connector, subscription.url
     for key in EDITABLE:
         if key in fields:
             setattr(subscription, key, fields[key])
@@ -62,6 +62,9 @@ def subscription_update(*, subscription: WebhookSubscription,
         subscription.disabled_at = None
         subscription.disabled_reason = ""
         subscription.failing_since = None
+    if (subscription.connector, subscription.url) != (connector_before, url_before):
+        # Another receiver: it has to prove itself with a probe before getting whole batches.
+        subscription.healthy_since = None
     subscription.full_clean()
     if credentials is None:
         credentials = (subscription.credentials()

@@ -33,7 +33,7 @@ def test_webhooks_storm_loses_nothing_sends_no_rolled_back_event_and_drops_a_gon
     assert line["lost"] == 0, line
     assert line["rolled_back_sent"] == 0, line
     assert line["gone_disabled"] is True, line
-    assert line["gone_batches"] == 1, line
+    assert line["gone_calls"] == 1, line
     # Sent again after a kill only from the killed worker's claimed batch, never beyond it.
     assert line["redelivered_after_kill"] <= line["redelivery_bound"], line
 

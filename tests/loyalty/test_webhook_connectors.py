@@ -16,7 +16,7 @@ from loyalty.webhooks.delivery import deliveries_send_due
 from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
 from loyalty.webhooks.relay import webhooks_relay_pass
 from loyalty.webhooks.services import subscription_create
-from tests.loyalty.webhooks_support import event_record
+from tests.loyalty.webhooks_support import event_record, subscription_prove
 from tests.members.factories import MemberFactory
 from tests.peers.klaviyo import KlaviyoPeer
 from tests.peers.mailchimp import MailchimpPeer
@@ -228,9 +228,9 @@ def queries_to_send(count: int) -> int:
 
 def test_a_batch_of_connector_deliveries_takes_as_many_queries_for_ten_events_as_for_two(
         klaviyo, segment):
-    # given
-    klaviyo_subscribe(klaviyo)
-    segment_subscribe(segment)
+    # given: subscriptions past their probe, so each batch is sent whole
+    subscription_prove(klaviyo_subscribe(klaviyo))
+    subscription_prove(segment_subscribe(segment))
 
     # when: four deliveries, then twenty, members and events read with them, not one by one
     for_two = queries_to_send(2)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -14,18 +15,27 @@ from loyalty.webhooks.delivery import (
     deliveries_send_due,
     retry_delay,
 )
-from loyalty.webhooks.models import WebhookDelivery, WebhookSubscription
+from loyalty.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from loyalty.webhooks.relay import webhooks_relay_pass
-from loyalty.webhooks.services import deliveries_replay
+from loyalty.webhooks.services import deliveries_replay, subscription_update
 from tests.loyalty.webhooks_support import (  # noqa: F401
     delivery_make_due,
     event_record,
     receiver,
     subscribe,
+    subscription_prove,
 )
 from tests.members.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def batches_sent(subscription: WebhookSubscription) -> list[int]:
+    """How many calls each batch made to the subscription, oldest batch first: a batch stamps
+    its attempts with one time."""
+    stamps = WebhookAttempt.objects.filter(delivery__subscription=subscription).values_list(
+        "attempted_at", flat=True)
+    return [count for _, count in sorted(Counter(stamps).items())]
 
 
 def one_delivery(receiver, **fields) -> WebhookDelivery:  # noqa: F811
@@ -222,7 +232,7 @@ def test_ordered_subscription_holds_a_members_next_event_until_the_previous_one_
 
 def test_unordered_subscription_sends_a_members_next_event_while_the_previous_one_waits(
         receiver):  # noqa: F811
-    subscribe(receiver)
+    subscription_prove(subscribe(receiver))
     member = MemberFactory()
     event_record(member, order="A-1")
     event_record(member, order="A-2")
@@ -307,3 +317,120 @@ def test_lease_covers_every_round_of_the_claimed_batch(receiver, settings):  # n
     lease_ends = set(WebhookDelivery.objects.values_list("claimed_until", flat=True))
     [lease_end] = lease_ends
     assert before + timedelta(seconds=59) < lease_end < before + timedelta(seconds=62)
+
+
+def test_new_subscription_gets_one_probe_then_the_rest_of_its_batch(receiver):  # noqa: F811
+    # given: five deliveries to a receiver never called before
+    deliveries_due(receiver, 5)
+    subscription = WebhookSubscription.objects.get()
+    oldest = WebhookDelivery.objects.order_by("id").first()
+
+    # when
+    deliveries_send_due()
+
+    # then: the oldest went alone, the four others once it had succeeded
+    assert batches_sent(subscription) == [1, 4]
+    assert receiver.calls[0].headers["webhook-id"] == str(oldest.event_id)
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    subscription.refresh_from_db()
+    assert subscription.healthy_since is not None
+
+
+def test_proven_subscription_gets_its_whole_batch_at_once(receiver):  # noqa: F811
+    deliveries_due(receiver, 5)
+    subscription = subscription_prove(WebhookSubscription.objects.get())
+
+    deliveries_send_due()
+
+    assert batches_sent(subscription) == [5]
+
+
+def test_gone_receiver_is_called_once_and_the_held_deliveries_spend_no_attempt(
+        receiver):  # noqa: F811
+    # given: ten deliveries to a new subscription whose receiver answers 410
+    deliveries_due(receiver, 10)
+    receiver.script["answer_gone"] = True
+
+    # when
+    deliveries_send_due()
+
+    # then
+    assert len(receiver.calls) == 1
+    subscription = WebhookSubscription.objects.get()
+    assert not subscription.active
+    held = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+    assert held.count() == 9
+    assert set(held.values_list("attempts", "claimed_until")) == {(0, None)}
+
+
+def test_deliveries_held_behind_a_failed_probe_wait_for_its_retry(receiver):  # noqa: F811
+    # given: four deliveries to a new subscription, the first call answered 500
+    deliveries_due(receiver, 4)
+    receiver.script["answers"] = [500]
+
+    # when
+    deliveries_send_due()
+
+    # then: one call; the three others wait as long as the probe, without an attempt
+    assert len(receiver.calls) == 1
+    probe, *held = WebhookDelivery.objects.order_by("id")
+    assert probe.attempts == 1
+    assert {(d.attempts, d.next_attempt_at) for d in held} == {(0, probe.next_attempt_at)}
+    assert probe.next_attempt_at > timezone.now() + timedelta(seconds=3)
+
+
+def test_probe_retried_with_success_releases_the_held_deliveries(receiver):  # noqa: F811
+    deliveries_due(receiver, 4)
+    receiver.script["answers"] = [500]
+    deliveries_send_due()
+
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    deliveries_send_due()
+
+    subscription = WebhookSubscription.objects.get()
+    assert batches_sent(subscription) == [1, 1, 3]
+    assert list(WebhookDelivery.objects.order_by("id").values_list("attempts", flat=True)) == [
+        2, 1, 1, 1]
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_subscription_whose_batch_all_failed_is_on_probation_again(receiver):  # noqa: F811
+    deliveries_due(receiver, 3)
+    subscription_prove(WebhookSubscription.objects.get())
+    receiver.script["answers"] = [503, 503, 503]
+
+    deliveries_send_due()
+
+    subscription = WebhookSubscription.objects.get()
+    assert subscription.healthy_since is None
+    assert subscription.failing_since is not None
+
+
+def test_subscription_pointed_elsewhere_must_prove_itself_again(receiver):  # noqa: F811
+    subscription = subscription_prove(subscribe(receiver))
+
+    subscription_update(subscription=subscription, url=receiver.hook_url + "?v=2")
+
+    subscription.refresh_from_db()
+    assert subscription.healthy_since is None
+
+
+def test_subscription_renamed_stays_proven(receiver):  # noqa: F811
+    subscription = subscription_prove(subscribe(receiver))
+
+    subscription_update(subscription=subscription, description="Shop CRM")
+
+    subscription.refresh_from_db()
+    assert subscription.healthy_since is not None
+
+
+def test_probe_is_the_most_tried_of_the_claimed_deliveries(receiver):  # noqa: F811
+    # given: the second delivery failed before, and its subscription is failing
+    deliveries_due(receiver, 3)
+    _, tried, _ = WebhookDelivery.objects.order_by("id")
+    WebhookDelivery.objects.filter(pk=tried.pk).update(attempts=2)
+    WebhookSubscription.objects.update(failing_since=timezone.now())
+
+    deliveries_send_due()
+
+    assert receiver.calls[0].headers["webhook-id"] == str(tried.event_id)
