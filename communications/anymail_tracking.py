@@ -18,7 +18,9 @@ Event types (anymail's `EventType`) to statuses:
 
 The message is found by the ESP's message id (our Message.provider_id, set at send) and, for the
 gateway, by the `engage_message_id` metadata the adapter attached; the receipt itself is always
-keyed by the ESP's id, so it moves only the message the ESP accepted under that id.
+keyed by the ESP's id, so it moves only the message the ESP accepted under that id. A message
+whose send was left in doubt has no ESP id: the first event naming it by metadata gives it the
+event's id, so this and later receipts find it.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ def tracking_events_record(*, events: Sequence[TrackedEvent]) -> None:
     rows = list(Message.objects.filter(found).values("pk", "gateway_id", "provider_id",
                                                       "member_id"))
     by_pk = {row["pk"]: row for row in rows}
+    _provider_ids_adopt(events, by_pk)
     by_provider_id = {(row["gateway_id"], row["provider_id"]): row for row in rows}
     receipts: dict[int, list[Receipt]] = defaultdict(list)
     unsubscribes: list[tuple[TrackedEvent, dict[str, Any] | None]] = []
@@ -156,6 +159,25 @@ def tracking_events_record(*, events: Sequence[TrackedEvent]) -> None:
         receipts_record(gateway_id=gateway_id, receipts=gateway_receipts)
     if unsubscribes:
         _unsubscribes_apply(unsubscribes)
+
+
+def _provider_ids_adopt(events: Sequence[TrackedEvent],
+                        by_pk: dict[int, dict[str, Any]]) -> None:
+    """Give the ESP's message id to our messages that never learned it: the send was left in
+    doubt (no answer after the request went out) and the ESP took it after all. Its events
+    carry our metadata, so the first one names both ids; the receipts, keyed by the ESP's id,
+    then find the message. A message that has an id keeps it."""
+    adopted: dict[int, str] = {}
+    for event in events:
+        row = by_pk.get(event.engage_message_id) if event.engage_message_id else None
+        if row is not None and not row["provider_id"] and event.provider_id:
+            adopted.setdefault(row["pk"], event.provider_id[:200])
+    if not adopted:
+        return
+    messages = list(Message.objects.filter(pk__in=list(adopted), provider_id="").only("pk"))
+    for message in messages:
+        message.provider_id = by_pk[message.pk]["provider_id"] = adopted[message.pk]
+    Message.objects.bulk_update(messages, ["provider_id"])
 
 
 def _message_for(event: TrackedEvent, by_pk: dict[int, dict[str, Any]],

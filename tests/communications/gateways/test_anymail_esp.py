@@ -4,6 +4,7 @@ that peer posts back to Engage through anymail."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -586,6 +587,49 @@ def test_an_unsubscribe_event_withdraws_the_members_email_consent(postmark_peer,
     assert consent.source == ConsentSource.UNSUBSCRIBE_LINK
     assert message.member.consent_events.filter(
         action="withdraw", source=ConsentSource.UNSUBSCRIBE_LINK).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_left_in_doubt_takes_the_esps_id_from_its_first_event(
+        postmark_peer, live_server, webhook_secret):
+    # given: the ESP took the message but never answered, so it is in doubt without an id
+    gateway = GatewayFactory(provider="anymail", settings=postmark_peer.gateway_settings(
+        timeout=0.5, batch_size=1))
+    member = consenting_member()
+    message = MessageFactory(member=member, address=member.email, mailing__gateway=gateway,
+                             status=Message.Status.SENDING)
+    postmark_peer.script.stalled.add(member.email)
+    results = gateway_send(gateway=gateway, batch=[OutboundMessage(
+        message_id=message.pk, address=member.email, subject="Hi", body="Hello")])
+    messages_record_results(results=results, attempts={message.pk: 1}, gateway_id=gateway.pk)
+    message.refresh_from_db()
+    assert (message.status, message.provider_id) == (Message.Status.UNKNOWN, "")
+    [sent] = postmark_peer.sent
+
+    # when: its delivery, then its open, come back by webhook
+    postmark_peer.post_event(_webhook_url(live_server), "Delivery", sent, auth=WEBHOOK_AUTH)
+    postmark_peer.post_event(_webhook_url(live_server), "Open", sent, auth=WEBHOOK_AUTH)
+    receipts_apply()
+
+    # then
+    message.refresh_from_db()
+    assert message.provider_id == sent.message_id
+    assert message.status == Message.Status.OPENED
+    assert message.delivered_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_never_replaces_the_esp_id_a_message_has(postmark_peer, live_server,
+                                                           webhook_secret):
+    message, sent = _sent_through_peer(postmark_peer)
+    other = replace(sent, message_id="b7bc2f4a-e38e-4336-af7d-e6c392c2f817")
+
+    postmark_peer.post_event(_webhook_url(live_server), "Delivery", other, auth=WEBHOOK_AUTH)
+    receipts_apply()
+
+    message.refresh_from_db()
+    assert message.provider_id == sent.message_id
+    assert message.status == Message.Status.SENT
 
 
 @pytest.mark.django_db(transaction=True)
