@@ -6,10 +6,10 @@ PushSubscription.toJSON()): its own endpoint on the benchmark's peer (tests/peer
 listening on BENCH_PORT, the path holding bench/push.py's TOKEN_PREFIX and the member id) and
 the one browser key pair that peer decrypts with (BENCH_BROWSER), so the subscriptions written
 once into the database still reach and decrypt at the fresh peer of every run. Every push costs
-the sender a P-256 key, an ECDH and AES-GCM (communications.gateways.webpush.aes128gcm_encrypt)
-and the peer an ECDH and AES-GCM to decrypt, both on the same two cores as the workers and
-PostgreSQL. The ceiling's bodies are encrypted by pywebpush instead, so the peer is seen to read
-another implementation's pushes too.
+the sender a P-256 key, an ECDH and AES-GCM
+(communications.gateways.webpush_crypto.aes128gcm_encrypt) and the peer an ECDH and AES-GCM to
+decrypt, both on the same two cores as the workers and PostgreSQL. The ceiling's bodies are
+encrypted by pywebpush instead, so the peer is seen to read another implementation's pushes too.
 
 What a push costs, measured from /proc over runs of 20,000 with other work beside (so the
 figures are high, but steady from run to run where pushes/s are not): the workers 0.71 ms of

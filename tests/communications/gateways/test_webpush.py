@@ -26,9 +26,9 @@ from communications.gateways import (
 from communications.gateways.webpush import (
     DEAD_SUBSCRIPTION_CODES,
     WebPushGateway,
-    aes128gcm_encrypt,
     webpush_subscription_errors,
 )
+from communications.gateways.webpush_crypto import aes128gcm_encrypt
 from config.ssrf import PrivateAddressRefused, PublicAddressResolver, address_is_public
 from members.services.devices import b64url_decode
 from tests.peers.smtp import free_port
