@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 
 class GatewayError(Exception):
@@ -195,10 +195,14 @@ def dead_address_codes(channels: frozenset[str]) -> frozenset[str]:
 
 
 async def send_concurrently(batch: Sequence[OutboundMessage],
-                            send_one: Callable[[OutboundMessage], Awaitable[SendResult]],
+                            send_one: Callable[[OutboundMessage], Awaitable[SendResult | None]],
                             *, concurrency: int) -> list[SendResult]:
     """`send_one` over the batch with at most `concurrency` in flight; results in batch order.
-    What HTTP providers answering one message per request share (FCM, Twilio, Viber, ...)."""
+    What HTTP providers answering one message per request share (FCM, Twilio, Viber, ...).
+
+    `send_one` answers None for a message it did not attempt (the provider could not be
+    reached before it): it gets no result, so the caller gives it back to the queue without
+    spending one of its attempts."""
     results: list[SendResult | None] = [None] * len(batch)
     pending: Iterator[tuple[int, OutboundMessage]] = iter(enumerate(batch))
 
@@ -207,4 +211,4 @@ async def send_concurrently(batch: Sequence[OutboundMessage],
             results[index] = await send_one(outbound)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(batch)))))
-    return cast(list[SendResult], results)  # every slot filled by a worker
+    return [result for result in results if result is not None]

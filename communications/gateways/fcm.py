@@ -30,6 +30,8 @@ Results, per message:
   request repeated.
 - No answer after the request went out (read timeout, connection dropped): `in_doubt`, since FCM
   may have accepted the push and v1 has no idempotency key to make a resend safe.
+- No connection: transient (`connect_failed`) for the pushes in flight; the rest of the batch
+  is not attempted and gets no result, so it goes back to the queue without spending an attempt.
 """
 
 from __future__ import annotations
@@ -245,6 +247,7 @@ class FcmGateway(BaseGateway):
         self._cached = self._credentials(info)
         self._token = self._token_current()
         self._lost: GatewayError | None = None
+        self._unreachable = False  # FCM refused to connect: the rest is not attempted
         self._refresh_failure: GatewayError | None = None
         self._loop = asyncio.new_event_loop()
         self._session = self._loop.run_until_complete(self._session_open(
@@ -346,7 +349,9 @@ class FcmGateway(BaseGateway):
     async def _send_batch(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         return await send_concurrently(batch, self._send_one, concurrency=self._concurrency)
 
-    async def _send_one(self, outbound: OutboundMessage) -> SendResult:
+    async def _send_one(self, outbound: OutboundMessage) -> SendResult | None:
+        if self._unreachable:
+            return None  # not attempted: back to the queue, no attempt spent
         if self._lost is not None:
             return SendResult(outbound.message_id, error=self._lost)
         body = _message_json(outbound)
@@ -371,9 +376,9 @@ class FcmGateway(BaseGateway):
                 raw = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Nothing went out; the rest of the batch would fail the same way.
-            self._lost = GatewayError(f"not attempted, cannot connect to FCM: {exc}",
-                                      code="connect_failed", permanent=False)
+            # Nothing went out; the rest of the batch would fail the same way, so it is not
+            # attempted and keeps its attempts.
+            self._unreachable = True
             return SendResult(outbound.message_id, error=GatewayError(
                 f"cannot connect to FCM: {exc}", code="connect_failed", permanent=False))
         except (aiohttp.ClientError, TimeoutError) as exc:

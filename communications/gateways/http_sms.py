@@ -36,8 +36,9 @@ that answer `"status": "0"` for success). Results, per message:
   `throttle_retry_after` seconds, default 1).
 - 401: transient (credentials are fixed in the settings, after which the messages can go), and
   the rest of the batch is not attempted; any other 4xx without an error code: permanent.
-- no connection: transient, the rest of the batch not attempted; no answer after the request went
-  out (read timeout, connection dropped): in doubt.
+- no connection: transient, and the rest of the batch is not attempted: it gets no result, so
+  it goes back to the queue without spending an attempt; no answer after the request went out
+  (read timeout, connection dropped): in doubt.
 
 Delivery reports come to `hooks/http-sms/<gateway id>/receipts` (communications.webhooks_http_sms),
 signed with the hex HMAC-SHA256 of the body under `inbound_secret`, in the header
@@ -211,6 +212,7 @@ class HttpBatchGateway(BaseGateway):
         self._throttle_retry_after = float(s.get("throttle_retry_after",
                                                  DEFAULT_THROTTLE_RETRY_AFTER))
         self._lost: dict[str, GatewayError] = {}  # by halt scope (see _halt_scope)
+        self._unreachable: set[str] = set()  # halt scopes whose host refused to connect
         self._loop = asyncio.new_event_loop()
         self._session = self._loop.run_until_complete(self._session_open(
             connect_timeout=float(s.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
@@ -280,8 +282,10 @@ class HttpBatchGateway(BaseGateway):
     async def _send_batch(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         return await send_concurrently(batch, self._send_one, concurrency=self._concurrency)
 
-    async def _send_one(self, outbound: OutboundMessage) -> SendResult:
+    async def _send_one(self, outbound: OutboundMessage) -> SendResult | None:
         scope = self._halt_scope(outbound)
+        if scope in self._unreachable:
+            return None  # not attempted: back to the queue, no attempt spent
         if scope in self._lost:
             return SendResult(outbound.message_id, error=self._lost[scope])
         try:
@@ -298,9 +302,9 @@ class HttpBatchGateway(BaseGateway):
                 error = GatewayError(str(refused), code="private_address", permanent=True)
                 self._lost[scope] = error
                 return SendResult(outbound.message_id, error=error)
-            # Nothing went out; the rest of the batch would fail the same way.
-            self._lost[scope] = GatewayError(f"not attempted, cannot connect to {label}: {exc}",
-                                             code="connect_failed", permanent=False)
+            # Nothing went out; the rest of the batch would fail the same way, so it is not
+            # attempted and keeps its attempts.
+            self._unreachable.add(scope)
             return SendResult(outbound.message_id, error=GatewayError(
                 f"cannot connect to {label}: {exc}", code="connect_failed", permanent=False))
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -42,8 +42,9 @@ Results, per message:
 - 408, 429 and 5xx: transient, `retry_after` from Retry-After (a 429 without one waits
   `throttle_retry_after`, default 1 s). A 429 stays with its message: push services throttle per
   subscription as well as per sender.
-- no connection: transient, and the rest of the batch to that push service is not attempted;
-  no answer after the request went out (read timeout, dropped connection): in doubt, never resent.
+- no connection: transient, and the rest of the batch to that push service is not attempted
+  (no result: back to the queue, no attempt spent); no answer after the request went out (read
+  timeout, dropped connection): in doubt, never resent.
 
 Settings: `vapid_private_key` (secret: a PEM EC P-256 private key, or the raw 32-byte key in
 base64url as `web-push generate-vapid-keys` prints it), `vapid_subject` (a `mailto:` address or an

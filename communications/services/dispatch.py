@@ -387,8 +387,8 @@ def message_batch_dispatch(*, mailing_id: int, channel: str | None = None,
     released = messages_release(
         ids=[m.message_id for m in outbound if m.message_id not in answered],
         detail="not handed to the provider: the gateway's rate limit had no slot for it "
-               "within the batch's wait, or a throttle reply ended the batch; back in the "
-               "queue, no attempt counted")
+               "within the batch's wait, or a throttle reply or a lost connection ended the "
+               "batch; back in the queue, no attempt counted")
     if counts.get("retry"):
         retry_after = (0 if failed_over else
                        max((r.error.retry_after or 0) for r in results if r.error)

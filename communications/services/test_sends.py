@@ -303,7 +303,8 @@ def _send(*, mailing: Mailing, outbound: Sequence[OutboundMessage]) -> list[Send
                            deadline=time.monotonic() + RATE_WAIT_S)
     answered = {result.message_id for result in results}
     not_sent = GatewayError("not sent: the gateway's rate limit had no slot for it in time, "
-                            "or the provider asked to slow down; send the test again",
+                            "the provider asked to slow down, or it could not be reached "
+                            "before this one was tried; send the test again",
                             code="not_sent", permanent=True)
     return results + [SendResult(m.message_id, error=not_sent) for m in outbound
                       if m.message_id not in answered]

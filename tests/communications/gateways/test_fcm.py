@@ -215,6 +215,15 @@ def test_an_unreachable_fcm_endpoint_is_transient_and_nothing_is_in_doubt(fcm_pe
     assert all(not r.error.permanent and not r.error.in_doubt for r in results)
 
 
+def test_the_rest_of_a_batch_after_fcm_refused_the_connection_gets_no_result(fcm_peer):
+    settings = fcm_peer.gateway_settings(endpoint=f"http://127.0.0.1:{free_port()}",
+                                         concurrency=1)
+
+    results = _send(_gateway(settings), [_push(n) for n in range(3)])
+
+    assert [(r.message_id, r.error.code) for r in results] == [(0, "connect_failed")]
+
+
 def test_a_service_account_the_token_endpoint_does_not_know_is_refused_at_open(fcm_peer):
     settings = fcm_peer.gateway_settings()
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -207,6 +207,16 @@ def test_an_unreachable_provider_is_transient_and_nothing_is_in_doubt(sms_peer):
     assert all(not r.error.permanent and not r.error.in_doubt for r in results)
 
 
+def test_the_rest_of_a_batch_after_a_refused_connection_gets_no_result(sms_peer):
+    settings = sms_peer.gateway_settings(url=f"http://127.0.0.1:{free_port()}/api/send",
+                                         concurrency=1)
+
+    results = _send(_gateway(settings), [_sms(n) for n in range(3)])
+
+    # Only the first was attempted; the others go back to the queue with their attempts.
+    assert [(r.message_id, r.error.code) for r in results] == [(0, "connect_failed")]
+
+
 def test_refused_credentials_fail_the_batch_after_one_request(sms_peer):
     settings = sms_peer.gateway_settings(token="not-the-token", concurrency=1)
 
