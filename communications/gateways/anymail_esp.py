@@ -49,8 +49,10 @@ its error to every message of the call.
 - No answer after the request went out (read timeout, connection dropped), or a batch reply
   that cannot be read: in doubt, since the ESP may have accepted it; the rest of the batch is
   not attempted.
-"The rest not attempted": the calls not yet handed to a connection get a transient "not
-attempted" error (never in doubt); those already on their way keep their own answers.
+"The rest not attempted": the calls not yet handed to a connection get no result after a
+lost connection (they go back to the queue, no attempt spent), and after a throttle or refused
+credentials a transient "not attempted" error with the same code and wait (never in doubt);
+those already on their way keep their own answers.
 (Anymail's pre_send / post_send signals fire on the per-message path only; Engage connects
 none.)
 """
@@ -63,7 +65,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -85,6 +87,7 @@ from communications.gateways.base import (
 )
 from communications.gateways.email_message import email_message_build
 from communications.gateways.postmark_batch import (
+    GIVE_BACK,
     POSTMARK_BATCH_LIMIT,
     PostmarkBatch,
     refused_before_sending,
@@ -314,7 +317,7 @@ class AnymailGateway(PostmarkBatch, BaseGateway):
         def halted(call: range) -> bool:
             with lock:
                 stop = halt[0] if halt else None
-            if stop is not None:
+            if stop is not None and stop is not GIVE_BACK:
                 for index in call:
                     results[index] = SendResult(batch[index].message_id, error=stop)
             return stop is not None
@@ -356,7 +359,8 @@ class AnymailGateway(PostmarkBatch, BaseGateway):
                     posted.append(pool.submit(post, backend, call, prepared))
             for done in posted:
                 done.result()
-        return cast(list[SendResult], results)  # every slot filled by a call or a halt
+        # Every slot is filled by a call or a halt, except those a lost connection gives back.
+        return [result for result in results if result is not None]
 
     def _prepare(self, call: list[OutboundMessage]) -> Any:
         return self._postmark_batch_prepare(call) if self._batch_size else call
@@ -448,13 +452,11 @@ class AnymailGateway(PostmarkBatch, BaseGateway):
         if _nothing_sent(cause):
             error = GatewayError(f"cannot connect to {self._esp}: {cause}",
                                  code="connect_failed", permanent=False)
-            return error, GatewayError(f"not attempted: {error.message}",
-                                       code="connect_failed", permanent=False)
+            return error, GIVE_BACK
         # The request went out; the ESP may have accepted the message.
         return (GatewayError(f"no answer from {self._esp} after the message was sent: "
                              f"{cause}", code="no_answer", permanent=False, in_doubt=True),
-                GatewayError(f"not attempted: {self._esp} stopped answering",
-                             code="not_attempted", permanent=False))
+                GIVE_BACK)
 
     def _refused(self, status: int, response: Any) -> tuple[GatewayError, GatewayError | None]:
         """A call the ESP answered with HTTP `status` >= 300: the error of its messages, and of

@@ -70,7 +70,8 @@ Results, per message:
   handshake or waiting for the reply). Before it (CURLE_COULDNT_CONNECT, refused;
   CURLE_SSL_CONNECT_ERROR or CURLE_PEER_FAILED_VERIFICATION, the handshake or an untrusted
   certificate; a connect timeout; a push waiting for a connection that failed): transient
-  `connect_failed`, and the rest of the batch not attempted. After it (a timeout waiting for
+  `connect_failed`, and the rest of the batch not attempted (no result: back to the queue
+  without spending an attempt). After it (a timeout waiting for
   the answer, CURLE_RECV_ERROR / CURLE_SEND_ERROR / CURLE_HTTP2 / CURLE_HTTP2_STREAM for a lost
   connection or a reset stream, CURLE_ABORTED_BY_CALLBACK for the resend stopped): `in_doubt`;
   APNs does not deduplicate on apns-id, so a resend could push twice. `timeout` counts from
@@ -92,7 +93,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
@@ -318,6 +319,7 @@ class ApnsGateway(BaseGateway):
         self._token = self._provider_token()
         self._renewed = False
         self._lost: GatewayError | None = None
+        self._unreachable = False  # APNs could not be connected to: the rest is not attempted
         self._connected = False
         self._reconnect = False  # the next push opens a new connection (see _start)
         # One connection, its streams carrying the batch; a push beyond the streams in flight
@@ -363,6 +365,8 @@ class ApnsGateway(BaseGateway):
             while waiting and in_flight < self._concurrency:
                 index = waiting.popleft()
                 outbound = batch[index]
+                if self._unreachable:
+                    continue  # no result: back to the queue, no attempt spent
                 if self._lost is not None:
                     results[index] = SendResult(outbound.message_id, error=self._lost)
                 elif not _DEVICE_TOKEN.match(outbound.address):
@@ -381,7 +385,7 @@ class ApnsGateway(BaseGateway):
                 results[stream.index] = result
                 stream.outbound = None
                 self._idle.append(stream)
-        return cast(list[SendResult], results)  # every slot filled above
+        return [result for result in results if result is not None]
 
     def _start(self, stream: _Stream, index: int, outbound: OutboundMessage,
                payload: bytes) -> None:
@@ -459,11 +463,9 @@ class ApnsGateway(BaseGateway):
         (it never reached the point of sending), in doubt once it had."""
         if stream.issued == 0:
             # Refused, TLS failed, connect timed out: the rest of the batch would fare alike.
-            error = GatewayError(f"cannot connect to APNs: {text} (libcurl error {code})",
-                                 code="connect_failed", permanent=False)
-            self._lost = self._lost or GatewayError(f"not attempted: {error.message}",
-                                                    code=error.code, permanent=False)
-            return error
+            self._unreachable = True
+            return GatewayError(f"cannot connect to APNs: {text} (libcurl error {code})",
+                                code="connect_failed", permanent=False)
         self._reconnect = True
         if code == pycurl.E_ABORTED_BY_CALLBACK:
             text = "the connection was lost after the push went out, and libcurl would resend it"

@@ -27,6 +27,11 @@ from communications.gateways.base import GatewayError, OutboundMessage, SendResu
 
 # Postmark's /email/batch takes at most 500 messages a call.
 POSTMARK_BATCH_LIMIT = 500
+# The halt after a lost connection: the messages not yet taken get no result, so the caller
+# gives them back to the queue without spending an attempt (see AnymailGateway.send).
+GIVE_BACK = GatewayError("not attempted: the connection to the ESP was lost",
+                         code="not_attempted", permanent=False)
+
 
 @dataclass
 class PostmarkCall:
@@ -143,9 +148,7 @@ class PostmarkBatch:
             error = GatewayError(f"{self._esp} answered 200 with an unreadable batch reply "
                                  f"({len(messages)} messages sent)", code="bad_reply",
                                  permanent=False, in_doubt=True)
-            return ([self._failed(outbound, error) for outbound in messages],
-                    GatewayError(f"not attempted: {error.message}", code="not_attempted",
-                                 permanent=False))
+            return [self._failed(outbound, error) for outbound in messages], GIVE_BACK
         return [self._postmark_entry_result(outbound, answer)
                 for outbound, answer in zip(messages, answers, strict=True)], None
 

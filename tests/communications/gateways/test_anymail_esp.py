@@ -337,11 +337,11 @@ def test_no_answer_to_a_batch_call_leaves_all_its_messages_in_doubt(postmark_pee
     results = _send(postmark_peer.gateway_settings(timeout=0.5, concurrency=1, batch_size=2),
                     [_outbound(n) for n in (1, 2, 3)])
 
-    assert all(r.error.in_doubt and r.error.code == "no_answer" for r in results[:2])
+    assert all(r.error.in_doubt and r.error.code == "no_answer" for r in results)
     assert sorted(s.to for s in postmark_peer.sent) == ["m1@members.example.com",
                                                         "m2@members.example.com"]
-    # The rest is not attempted: it was not sent, so it is not in doubt.
-    assert not results[2].error.in_doubt and not results[2].error.permanent
+    # The rest is not attempted and gets no result: back to the queue, its attempt unspent.
+    assert [r.message_id for r in results] == [1, 2]
     assert postmark_peer.requests == 1
 
 
@@ -373,6 +373,15 @@ def test_an_unreachable_esp_is_transient_and_not_in_doubt():
 
     assert all(r.error.code == "connect_failed" for r in results)
     assert all(not r.error.permanent and not r.error.in_doubt for r in results)
+
+
+def test_the_rest_of_a_batch_after_the_esp_could_not_be_reached_gets_no_result():
+    settings = {"esp": "postmark", "server_token": "t", "concurrency": 1, "batch_size": 1,
+                "api_url": f"http://127.0.0.1:{free_port()}/", "connect_timeout": 1}
+
+    results = _send(settings, [_outbound(n) for n in (1, 2, 3)])
+
+    assert [(r.message_id, r.error.code) for r in results] == [(1, "connect_failed")]
 
 
 def test_a_mailgun_gateway_sends_through_the_same_adapter(postmark_peer):

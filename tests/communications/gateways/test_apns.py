@@ -345,6 +345,15 @@ def test_an_unreachable_endpoint_is_transient_and_nothing_is_in_doubt(apns_peer)
     assert results[0].error.code == "connect_failed"
 
 
+def test_the_rest_of_a_batch_after_apns_could_not_be_reached_gets_no_result(apns_peer):
+    settings = apns_peer.gateway_settings(endpoint=f"https://127.0.0.1:{free_port()}",
+                                          concurrency=1)
+
+    results = _send(_gateway(settings), [_push(n) for n in range(3)])
+
+    assert [(r.message_id, r.error.code) for r in results] == [(0, "connect_failed")]
+
+
 def test_a_tls_handshake_past_the_connect_timeout_is_transient_and_nothing_is_in_doubt(
         apns_peer):
     # A listener that takes the TCP connection and never says a word of TLS.
