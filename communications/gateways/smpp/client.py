@@ -17,7 +17,8 @@ What a message ends as:
 - any part of it at the SMSC without a final answer (no response before the connection died,
   or one part accepted and another refused): in doubt, never resent, because resending would
   give the member the accepted parts twice;
-- not submitted at all: transient.
+- not submitted at all: transient, or after the session was lost no result (the caller gives
+  it back to the queue without spending an attempt).
 """
 
 from __future__ import annotations
@@ -207,9 +208,10 @@ class SmppGateway(BaseGateway):
         except SessionLost as lost:
             self._wire.drop()
             lost_reason = str(lost)
-            self._halt = GatewayError(f"not submitted: {lost}", code="smpp:connection_lost",
-                                      permanent=False)
-        return [self._result(track, lost_reason) for track in tracks]
+        results = (self._result(track, lost_reason) for track in tracks)
+        # After a lost session, what was never submitted gets no result: the caller gives it
+        # back to the queue without spending an attempt.
+        return [result for result in results if result is not None]
 
     def listen(self, seconds: float, *, on_receipts: ReceiptsHandler,
                on_inbound: InboundHandler) -> int:
@@ -330,7 +332,7 @@ class SmppGateway(BaseGateway):
                                       code=status_code(status), permanent=False,
                                       retry_after=self._throttle_retry_after)
 
-    def _result(self, track: _Track, lost_reason: str) -> SendResult:
+    def _result(self, track: _Track, lost_reason: str) -> SendResult | None:
         message_id, segments = track.outbound.message_id, track.segments
         if segments and len(track.accepted) == segments:
             return SendResult(message_id, provider_id=track.accepted[segments - 1],
@@ -342,6 +344,8 @@ class SmppGateway(BaseGateway):
                 f"unanswered ({cause}); not resent, the member may have received it",
                 code=track.error.code if track.error else "smpp:connection_lost",
                 permanent=False, in_doubt=True))
+        if track.error is None and lost_reason:
+            return None
         return SendResult(message_id, error=track.error or self._halt or GatewayError(
             "not submitted", code="smpp:not_submitted", permanent=False))
 
