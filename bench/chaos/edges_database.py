@@ -4,7 +4,7 @@ and again, then the server is restarted in immediate mode (as after a crash); ev
 counted by status.
 
 The restart is real at full size when the server is a local Debian cluster this process may
-restart (`pg_ctlcluster … restart -m immediate`: root or postgres); the line says which
+restart (`pg_ctlcluster … restart -m immediate`, as root); the line says which
 (`restart`: "server"). Otherwise, and always at small size (where `make test`'s own connection
 shares the server), every backend of this database is terminated at once instead ("backends").
 A CHECKPOINT before the load keeps the crash recovery to the scenario's own writes, not to

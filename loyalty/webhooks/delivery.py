@@ -17,12 +17,13 @@ How an answer is classified, whatever the connector:
 A subscription whose attempts have all failed for ENGAGE_WEBHOOK_DISABLE_AFTER_DAYS is disabled
 and its owner_email told.
 
-A subscription not yet proven (`healthy_since` None: new, pointed elsewhere, switched back on,
-or failing) gets one call per batch, its probe; its other claimed deliveries are held, no
-attempt counted, and follow the probe's answer: due at once after a success, left pending
-behind a disabled subscription after a 410, due when the probe is retried after a failure
-(RETRY_DELAYS[0] when it is not). So a receiver that is gone is called once, not a batch's
-worth of times, and a dead one one call at a time instead of a batch per retry step.
+A subscription not yet proven (`healthy_since` None: new, pointed elsewhere, or failing, which
+includes one switched back on after it was disabled) gets one call per batch, its probe; its
+other claimed deliveries are held, no attempt counted, and follow the probe's answer: due at
+once after a success, left pending behind a disabled subscription after a 410, due when the
+probe is retried after a failure (RETRY_DELAYS[0] when it is not). So a receiver that is gone
+is called once, not a batch's worth of times, and a dead one one call at a time instead of a
+batch per retry step.
 
 Workers share deliveries by claiming due ones with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
 (`claimed_until`) long enough for the batch's calls to time out, ENGAGE_WEBHOOK_IN_FLIGHT at a
@@ -198,7 +199,7 @@ def _held_release(held: list[_Attempt], *, after: dict[int, datetime | None]) ->
 
 
 def _outcomes_record(attempts: list[_Attempt], *, now: datetime,
-                     held: list[_Attempt] = ()) -> None:
+                     held: list[_Attempt]) -> None:
     """Every attempt of the batch logged, and its delivery and subscription moved on, in a few
     statements whatever the batch's size: one insert of the attempts, one update per success
     status code, one bulk update of the failures, one statement per subscription, and one
@@ -331,8 +332,8 @@ def deliveries_send(ids: list[int]) -> int:
     for attempt, answer in zip(calls, answers, strict=True):
         attempt.outcome = Outcome(answer.status_code, answer.duration_ms, answer.excerpt,
                                   answer.error, retry_after=answer.retry_after)
-    held_ids = {id(a) for a in held}
-    _outcomes_record([a for a in attempts if id(a) not in held_ids], held=held,
+    # Held deliveries are the ones left without an outcome: no call, nothing to record.
+    _outcomes_record([a for a in attempts if a.outcome is not None], held=held,
                      now=timezone.now())
     return sum(1 for a in attempts if a.outcome is not None and a.outcome.succeeded)
 

@@ -81,9 +81,9 @@ class WebhookSubscription(models.Model):
     relayed_until = models.DateTimeField(editable=False)
     # Since when every attempt has failed (none succeeded in between); None while healthy.
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
-    # Since the first success after it was created, pointed elsewhere, switched back on or
-    # began failing; None while unproven, when a batch sends it one probe and holds the rest
-    # for the probe's answer (loyalty/webhooks/delivery.py).
+    # Since the first success after it was created, pointed elsewhere or began failing (a
+    # disabled one switched back on has failed); None while unproven, when a batch sends it
+    # one probe and holds the rest for the probe's answer (loyalty/webhooks/delivery.py).
     healthy_since = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
