@@ -20,6 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import uvloop
+
 
 class GatewayError(Exception):
     """A failure classified for the retry policy.
@@ -192,6 +194,13 @@ def dead_address_codes(channels: frozenset[str]) -> frozenset[str]:
     """Every provider's dead-address codes, of the providers that send on `channels`."""
     return frozenset().union(*(adapter.dead_address_codes for adapter in GATEWAYS.values()
                                if adapter.channels & channels))
+
+
+def event_loop_new() -> asyncio.AbstractEventLoop:
+    """The event loop an adapter holds for its batches: uvloop's, whose loop and sockets cost a
+    sender about a tenth less CPU per request than asyncio's own (the HTTP adapters spend a
+    good part of each message in the loop: one request, one answer)."""
+    return uvloop.new_event_loop()
 
 
 async def send_concurrently(batch: Sequence[OutboundMessage],

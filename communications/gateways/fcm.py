@@ -58,6 +58,7 @@ from communications.gateways.base import (
     GatewayError,
     OutboundMessage,
     SendResult,
+    event_loop_new,
     gateway_error_text,
     push_data,
     register,
@@ -249,7 +250,7 @@ class FcmGateway(BaseGateway):
         self._lost: GatewayError | None = None
         self._unreachable = False  # FCM refused to connect: the rest is not attempted
         self._refresh_failure: GatewayError | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = event_loop_new()
         self._session = self._loop.run_until_complete(self._session_open(
             float(settings.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))))
 

@@ -80,6 +80,7 @@ from communications.gateways.base import (
     OutboundMessage,
     Receipt,
     SendResult,
+    event_loop_new,
     register,
     send_concurrently,
 )
@@ -213,7 +214,7 @@ class HttpBatchGateway(BaseGateway):
                                                  DEFAULT_THROTTLE_RETRY_AFTER))
         self._lost: dict[str, GatewayError] = {}  # by halt scope (see _halt_scope)
         self._unreachable: set[str] = set()  # halt scopes whose host refused to connect
-        self._loop = asyncio.new_event_loop()
+        self._loop = event_loop_new()
         self._session = self._loop.run_until_complete(self._session_open(
             connect_timeout=float(s.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
             timeout=float(s.get("timeout", DEFAULT_TIMEOUT))))
