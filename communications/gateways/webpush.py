@@ -97,10 +97,7 @@ from communications.gateways.webpush_crypto import (
     vapid_subject_problem,
 )
 from config.ssrf import PublicAddressResolver
-from members.services.devices import (
-    b64url_decode,
-    webpush_subscription_problems,
-)
+from members.services.devices import BrowserKeys, webpush_subscription_read
 
 # Codes after which the subscription will never work again: the device is deactivated.
 DEAD_SUBSCRIPTION_CODES = frozenset({
@@ -123,8 +120,7 @@ _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 class Subscription:
     endpoint: str
     origin: str  # scheme://host[:port], the `aud` of its VAPID JWT
-    p256dh: bytes  # the browser's public key, an uncompressed P-256 point
-    auth: bytes  # its 16-byte auth secret
+    keys: BrowserKeys
 
 
 def _subscription_read(token: str) -> tuple[Subscription | None, dict[str, str]]:
@@ -134,15 +130,12 @@ def _subscription_read(token: str) -> tuple[Subscription | None, dict[str, str]]
         data = json.loads(token)
     except ValueError:
         data = None
-    errors = webpush_subscription_problems(data)
-    if errors:
+    keys, errors = webpush_subscription_read(data)
+    if keys is None:
         return None, errors
-    endpoint, keys = data["endpoint"], data["keys"]
+    endpoint = data["endpoint"]
     parts = urlsplit(endpoint)
-    # Both decode: the rule just checked them.
-    return Subscription(endpoint, f"{parts.scheme}://{parts.netloc}",
-                        b64url_decode(keys["p256dh"]) or b"",
-                        b64url_decode(keys["auth"]) or b""), {}
+    return Subscription(endpoint, f"{parts.scheme}://{parts.netloc}", keys), {}
 
 
 def webpush_subscription_errors(token: str) -> dict[str, str]:
@@ -240,7 +233,7 @@ class WebPushGateway(HttpBatchGateway):
 
     def _resolver(self) -> PublicAddressResolver | None:
         # A member's browser chose the endpoint, so only public push services are called
-        # (SSRF); a host written as an address is refused by webpush_subscription_problems.
+        # (SSRF); a host written as an address is refused by webpush_subscription_read.
         return None if django_settings.ENGAGE_PUSH_ALLOW_LOOPBACK else PublicAddressResolver()
 
     def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
@@ -267,8 +260,9 @@ class WebPushGateway(HttpBatchGateway):
 
     def _request(self, outbound: OutboundMessage) -> ProviderRequest:
         subscription = self._subscription(outbound.address)
-        body = aes128gcm_encrypt(_payload(outbound), p256dh=subscription.p256dh,
-                                 auth=subscription.auth)
+        keys = subscription.keys
+        body = aes128gcm_encrypt(_payload(outbound), p256dh=keys.p256dh, auth=keys.auth,
+                                 browser_key=keys.public_key)
         try:
             authorization = vapid_authorization(
                 self._vapid, public_key=self._public_key, subject=self._subject,

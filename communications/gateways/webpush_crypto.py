@@ -62,6 +62,7 @@ def _hmac_sha256(key: bytes, data: bytes) -> bytes:
 
 
 def aes128gcm_encrypt(plaintext: bytes, *, p256dh: bytes, auth: bytes,
+                      browser_key: ec.EllipticCurvePublicKey | None = None,
                       sender_key: ec.EllipticCurvePrivateKey | None = None,
                       salt: bytes | None = None) -> bytes:
     """The body of a push of `plaintext` to the browser holding `p256dh` and `auth`: the
@@ -70,10 +71,13 @@ def aes128gcm_encrypt(plaintext: bytes, *, p256dh: bytes, auth: bytes,
     The HKDFs of RFC 8291 section 3.4 are written as their HMACs: each expands to at most one
     hash, so HKDF-Expand is one HMAC of `info || 0x01`. A new key pair and salt are made per
     call; `sender_key` and `salt` are given only to reproduce RFC 8291's example (section 5).
+    `browser_key` is `p256dh` loaded, when the caller has it already (the subscription rule
+    loads it to check the point).
     """
     sender_key = sender_key or ec.generate_private_key(ec.SECP256R1())
     salt = salt or os.urandom(16)
-    browser_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
+    browser_key = browser_key or ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), p256dh)
     sender_public = sender_key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     shared = sender_key.exchange(ec.ECDH(), browser_key)

@@ -31,6 +31,7 @@ import binascii
 import functools
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,6 +79,16 @@ def device_token_clean(*, platform: str, token: Any) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class BrowserKeys:
+    """A push subscription's keys, read: the browser's public key as sent (an uncompressed
+    P-256 point) and loaded, and its auth secret."""
+
+    p256dh: bytes
+    public_key: ec.EllipticCurvePublicKey
+    auth: bytes
+
+
 def webpush_subscription_problems(data: Any) -> dict[str, str]:
     """What is wrong with a browser's push subscription (the parsed JSON of
     PushSubscription.toJSON()), keyed by field (`subscription`, `endpoint`, `keys.p256dh`,
@@ -92,22 +103,31 @@ def webpush_subscription_problems(data: Any) -> dict[str, str]:
     (communications.gateways.webpush). ENGAGE_PUSH_ALLOW_LOOPBACK lifts this for development,
     tests and benchmarks, where plain http is also allowed to such a push service.
     """
+    return webpush_subscription_read(data)[1]
+
+
+def webpush_subscription_read(data: Any) -> tuple[BrowserKeys | None, dict[str, str]]:
+    """The subscription's keys when it passes webpush_subscription_problems' rule, else None
+    with the problems: a sender reads the keys once, for the rule and the encryption."""
     if not isinstance(data, dict):
-        return {"subscription": 'must be the JSON of PushSubscription.toJSON(): '
-                                '{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}'}
+        return None, {"subscription": 'must be the JSON of PushSubscription.toJSON(): '
+                                      '{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}'}
     problems: dict[str, str] = {}
     problem = _endpoint_problem(data.get("endpoint"))
     if problem:
         problems["endpoint"] = problem
     keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
     p256dh = b64url_decode(keys.get("p256dh"))
-    if p256dh is None or len(p256dh) != 65 or not _p256_point(p256dh):
+    public_key = _p256_public_key(p256dh) if p256dh is not None and len(p256dh) == 65 else None
+    if public_key is None:
         problems["keys.p256dh"] = ("must be the browser's P-256 public key, an uncompressed "
                                    "point of 65 bytes in base64url")
     auth = b64url_decode(keys.get("auth"))
     if auth is None or len(auth) != 16:
         problems["keys.auth"] = "must be the 16-byte auth secret in base64url"
-    return problems
+    if problems or p256dh is None or public_key is None or auth is None:
+        return None, problems
+    return BrowserKeys(p256dh, public_key, auth), {}
 
 
 def _endpoint_problem(endpoint: Any) -> str:
@@ -181,12 +201,13 @@ def b64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _p256_point(raw: bytes) -> bool:
+def _p256_public_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
+    if raw[0] != 4:  # uncompressed: the form Web Push (RFC 8291) sends
+        return None
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
     except ValueError:
-        return False
-    return raw[0] == 4  # uncompressed: the form Web Push (RFC 8291) sends
+        return None
 
 
 def device_register(*, member: Member, platform: str, token: Any,
