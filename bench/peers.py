@@ -75,10 +75,20 @@ class PeerProcess:
         self._dir.cleanup()
 
     def stats(self) -> dict[str, int]:
+        """The peer's counters. A peer may do its deferred work first (the Web Push peer's
+        browser decrypts a whole run's pushes: seconds), hence the long wait.
+
+        Raises when it counts pushes it took that its browser could not decrypt, or has not
+        decrypted all it took."""
         parts = urlsplit(str(self.settings[self.url_setting]))
         with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/_peer/stats",
-                                    timeout=10) as reply:  # noqa: S310  (the loopback peer)
-            return json.loads(reply.read())
+                                    timeout=300) as reply:  # noqa: S310  (the loopback peer)
+            stats = json.loads(reply.read())
+        taken = stats.get("accepted")
+        if stats.get("undecryptable") or stats.get("decrypted", taken) != taken:
+            raise RuntimeError(f"the {self.module} peer's browser could not read every push "
+                               f"it took: {stats}")
+        return stats
 
 
 def batch_rate(gateway: BaseGateway, batch: Sequence[OutboundMessage]) -> float:

@@ -96,6 +96,7 @@ def dispatch_webpush(options: Options) -> Measured:
             provider="webpush", settings=peer.settings,
             addresses=[bench_subscription_json(f"{TOKEN_PREFIX}{n}")
                        for n in range(min(options.messages, ALONE_PUSHES))])
+        peer.stats()  # raises unless the browser decrypts every push of both
     return Measured(runs[-1]["sent"], value, options.runs, {
         "what": WHAT.format(n=runs[-1]["sent"], port=BENCH_PORT, workers=WORKER_CONCURRENCY),
         "per_run": per_run,

@@ -11,16 +11,21 @@ would read.
   signature that `k` verifies, `aud` the push service's origin, `exp` in the future and at most
   24 h ahead, a `sub` that is a mailto: or https: URI (401 otherwise), and `k` the key the
   subscription was made with (403, as FCM answers, otherwise); a TTL header (400 without);
-  `Content-Encoding: aes128gcm` and a body of at most 4096 bytes (413 above). Then the body is
-  decrypted with the subscription's private key and auth secret (400 when that fails), the JSON
-  recorded with the TTL, Urgency and Topic headers, and 201 Created answered with a `Location`.
-  Per subscription id a test scripts instead: `gone` (410), `not_found` (404), `throttled` (429
-  with Retry-After), `unavailable` (503) or `stalled` (accepted, recorded, the answer held back);
-  `refuse_jwts` refuses every JWT (401).
+  `Content-Encoding: aes128gcm` and a body of at most 4096 bytes (413 above). Then the push is
+  taken, with its TTL, Urgency and Topic headers, and 201 Created answered with a `Location`.
+  As with a real push service, which cannot read a push, the push is decrypted by the browser
+  (with the subscription's private key and auth secret) when it is delivered, not before the
+  answer: here when a test reads `received`, which fails the test for a push the browser could
+  not decrypt. Per subscription id a test scripts instead: `gone` (410), `not_found` (404),
+  `throttled` (429 with Retry-After), `unavailable` (503) or `stalled` (taken, the answer held
+  back); `refuse_jwts` refuses every JWT (401).
 - `GET /_peer/stats`: counters, for a benchmark that runs the peer in its own process
-  (`python -m tests.peers.webpush --settings-out F`). That peer listens on BENCH_PORT and
-  decrypts every subscription it does not know with BENCH_BROWSER's keys, so a bench can write
-  subscriptions into its database before the peer starts (`bench_subscription_json`).
+  (`python -m tests.peers.webpush --settings-out F`), read after its clock stops: the browser
+  first decrypts every push taken so far, and `decrypted` and `undecryptable` count them. That
+  peer listens on BENCH_PORT and decrypts every subscription it does not know with
+  BENCH_BROWSER's keys, so a bench can write subscriptions into its database before the peer
+  starts (`bench_subscription_json`). Its browser is thus not on the sender's cores while a
+  mailing is measured, as a member's browser is not.
 
 `gateway_settings()` adds `peer_url`, which is no adapter setting (a web-push gateway sends to
 whatever push service each subscription names, and ignores it): where the benchmark asks for
@@ -93,11 +98,11 @@ class Browser:
         """The plaintext of an aes128gcm push body (RFC 8188 records, keys derived as RFC
         8291 section 3.4 says); ValueError when it does not decrypt or is malformed.
 
-        Written on cryptography's primitives, not http_ece: the benchmark's peer decrypts every
-        push on the sender's cores, and http_ece's HKDF objects and key serialization cost a
-        third more (0.135 against 0.1 ms a push). The browser's public point is kept
-        (`_public`) for the same reason. The test of the adapter checks its bodies with
-        http_ece too, so the two sides do not share one reading of the RFC.
+        Written on cryptography's primitives, not http_ece: the benchmark's peer decrypts
+        every push of a run, and http_ece's HKDF objects and key serialization cost a third
+        more (0.135 against 0.1 ms a push). The browser's public point is kept (`_public`) for
+        the same reason. The test of the adapter checks its bodies with http_ece too, so the
+        two sides do not share one reading of the RFC.
         """
         if len(body) < 21:
             raise ValueError("shorter than an aes128gcm header")
@@ -166,6 +171,19 @@ class WebPushed:
     claims: dict[str, Any]  # the VAPID JWT's
 
 
+@dataclass(frozen=True)
+class Taken:
+    """One push as the push service took it, before the browser reads it."""
+
+    subscription_id: str
+    body: bytes
+    ttl: int
+    urgency: str | None
+    topic: str | None
+    location: str
+    claims: dict[str, Any]
+
+
 @dataclass
 class WebPushScript:
     """Subscription ids the push service answers with an error instead of taking the push."""
@@ -198,7 +216,9 @@ class WebPushPeer(ThreadedAiohttpPeer):
         self.application_server_key = _b64url(_point(self.vapid_key.public_key()))
         self._default_browser = default_browser
         self._browsers: dict[str, Browser] = {}
-        self._received: list[WebPushed] = []
+        self._taken: list[Taken] = []
+        self._received: list[WebPushed] = []  # the taken pushes the browser has read so far
+        self._undecryptable: list[str] = []
         self._requests: list[tuple[str, int]] = []
         self._jwts: set[str] = set()
         self._verified: dict[str, dict[str, Any]] = {}  # JWT -> claims, its signature checked
@@ -216,8 +236,29 @@ class WebPushPeer(ThreadedAiohttpPeer):
 
     @property
     def received(self) -> list[WebPushed]:
+        """Every push taken, as the browser decrypted it; AssertionError when the browser could
+        not decrypt one (the sender encrypted it wrong)."""
         with self.lock:
+            self._deliver()
+            if self._undecryptable:
+                raise AssertionError("the browser could not decrypt: "
+                                     + "; ".join(self._undecryptable))
             return list(self._received)
+
+    def _deliver(self) -> None:
+        """The browser reads the pushes taken since it last did (called with the lock held)."""
+        for taken in self._taken[len(self._received) + len(self._undecryptable):]:
+            browser = self._browsers.get(taken.subscription_id, self._default_browser)
+            try:
+                if browser is None:
+                    raise ValueError("no browser holds this subscription")
+                payload = json.loads(browser.decrypt(taken.body))
+            except (ValueError, TypeError) as exc:
+                self._undecryptable.append(f"push to {taken.subscription_id}: {exc!r}")
+                continue
+            self._received.append(WebPushed(
+                taken.subscription_id, payload, taken.ttl, taken.urgency, taken.topic,
+                taken.location, taken.claims))
 
     @property
     def requests(self) -> list[tuple[str, int]]:
@@ -250,8 +291,10 @@ class WebPushPeer(ThreadedAiohttpPeer):
 
     async def _stats(self, request: web.Request) -> web.Response:
         with self.lock:
-            stats = {"accepted": len(self._received), "requests": len(self._requests),
-                     "jwts": len(self._jwts)}
+            self._deliver()
+            stats = {"accepted": len(self._taken), "decrypted": len(self._received),
+                     "undecryptable": len(self._undecryptable),
+                     "requests": len(self._requests), "jwts": len(self._jwts)}
         return web.json_response(stats)
 
     async def _push(self, request: web.Request) -> web.Response:
@@ -301,19 +344,10 @@ class WebPushPeer(ThreadedAiohttpPeer):
 
     async def _accept(self, request: web.Request, subscription_id: str, body: bytes,
                       claims: dict[str, Any]) -> web.Response:
-        with self.lock:
-            browser = self._browsers.get(subscription_id, self._default_browser)
-        try:
-            if browser is None:
-                raise ValueError("no browser holds this subscription")
-            payload = json.loads(browser.decrypt(body))
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"code": 400, "message": f"the browser could not decrypt "
-                                                              f"the push: {exc!r}"}, status=400)
         location = f"{self.url}/message/{next(self._ids)}"
         with self.lock:
-            self._received.append(WebPushed(
-                subscription_id, payload, int(request.headers["TTL"]),
+            self._taken.append(Taken(
+                subscription_id, body, int(request.headers["TTL"]),
                 request.headers.get("Urgency"), request.headers.get("Topic"), location, claims))
         if subscription_id in self.script.stalled:
             await asyncio.sleep(self.script.stall_seconds)

@@ -333,6 +333,20 @@ def test_a_subscription_that_is_not_json_fails_permanently_as_dead_unsent(peer):
     assert [sub for sub, _ in peer.requests] == ["2"]
 
 
+def test_the_push_service_takes_a_push_the_browser_then_cannot_decrypt(peer):
+    # Encrypted for another browser's keys: a push service cannot tell, so it answers 201; the
+    # browser that reads it later cannot, and the peer's reading fails the test.
+    subscription = json.loads(peer.subscription(1))
+    subscription["keys"] = Browser.new().keys
+
+    [result] = _send(_gateway(peer.gateway_settings()), [_push(1, json.dumps(subscription))])
+
+    assert result.ok
+    assert peer.requests == [("1", 201)]
+    with pytest.raises(AssertionError, match="could not decrypt: push to 1"):
+        peer.received
+
+
 # --- the encryption ---------------------------------------------------------------------
 
 def test_the_encryption_makes_rfc_8291s_example_body_from_its_key_and_salt():
