@@ -1,5 +1,5 @@
 """dispatch_webpush: real workers sending a push mailing through a Web Push gateway to a push
-service on loopback that decrypts every push as the browser would, and that peer's ceiling.
+service on loopback, whose browser then decrypts every push, and that peer's ceiling.
 
 Each member is given a browser subscription (a web-push Device whose token is the JSON of
 PushSubscription.toJSON()): its own endpoint on the benchmark's peer (tests/peers/webpush.py,
@@ -7,17 +7,21 @@ listening on BENCH_PORT, the path holding bench/push.py's TOKEN_PREFIX and the m
 the one browser key pair that peer decrypts with (BENCH_BROWSER), so the subscriptions written
 once into the database still reach and decrypt at the fresh peer of every run. Every push costs
 the sender a P-256 key, an ECDH and AES-GCM
-(communications.gateways.webpush_crypto.aes128gcm_encrypt) and the peer an ECDH and AES-GCM to
-decrypt, both on the same two cores as the workers and PostgreSQL. The ceiling's bodies are
-encrypted by pywebpush instead, so the peer is seen to read another implementation's pushes too.
+(communications.gateways.webpush_crypto.aes128gcm_encrypt) on the same two cores as the peer
+and PostgreSQL. The peer takes a push as a push service does, checking its VAPID JWT, headers
+and size, and answers 201; its browser decrypts every push taken (an ECDH and AES-GCM each)
+when the run's stats are read, after the clock stops, and the run fails unless every one
+decrypts. A push service cannot read a push and a member's browser is not on the sender's
+cores, so the browser's work is not measured with the mailing; until stop 22 the peer
+decrypted each push before answering, which cost the two cores 0.13 ms a push more. The
+ceiling's bodies are encrypted by pywebpush instead, so the browser is seen to read another
+implementation's pushes too.
 
-What a push costs, measured from /proc over runs of 20,000 with other work beside (so the
-figures are high, but steady from run to run where pushes/s are not): the workers 0.71 ms of
-CPU, the peer 0.31, PostgreSQL 0.12, about 1.15 ms in all against 0.66 for a Push Kit push
-(bench/hms.py). The difference is the two ECDHs and key derivations (the sender's and the
-browser's, 0.1 ms or more each, and neither can be shared between pushes) and the subscription
-rule the adapter applies to each subscription. Two cores give at most about 1,750 pushes/s at
-that cost.
+What a push costs (stop 22, runs of 20,000, `cpu_ms_per_message_per_run`): the workers 0.49 ms
+of CPU, PostgreSQL 0.18, the peer 0.10, about 0.77 ms in all against 0.91 when the peer
+decrypted before answering. The workers' share is more than a Push Kit push's (bench/hms.py)
+by the ECDH and key derivation that RFC 8291 asks for each push (a new key pair per message,
+so nothing is shared between pushes) and the subscription rule applied to each subscription.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ URL_SETTING = "peer_url"
 WHAT = ("start of a push mailing (title + body, personalized) to the {n} first active members, "
         "each with an active web-push subscription and push consent, through a Web Push "
         "gateway (aes128gcm encryption with a fresh key and salt per push, one VAPID JWT per "
-        "push service) to the loopback push service that checks the JWT and decrypts every push "
-        "(tests/peers/webpush.py on port {port}, its own process); celery prefork x{workers} "
-        "on Redis. value: sent / (completed_at - first claim); with_snapshot_per_run counts "
-        "from the start instead; every message checked `sent` and counted by the peer")
+        "push service) to the loopback push service that checks the JWT and takes each push "
+        "(tests/peers/webpush.py on port {port}, its own process), its browser decrypting every "
+        "push after the clock stops; celery prefork x{workers} on Redis. value: sent / "
+        "(completed_at - first claim); with_snapshot_per_run counts from the start instead; "
+        "every message checked `sent`, counted by the peer and decrypted by its browser")
 
 
 def webpush_token_sql() -> str:
@@ -66,7 +71,7 @@ def webpush_token_sql() -> str:
 def webpush_peer_ceiling(*, settings: dict[str, Any], messages: int) -> float:
     """Pushes/s the peer accepts from a bare aiohttp client: bodies encrypted before the clock
     starts (pywebpush), one VAPID JWT, `CEILING_CONCURRENCY` requests in flight. The peer still
-    checks the JWT and decrypts each push."""
+    checks each push's JWT; its browser decrypts them all when the stats are read after."""
     from py_vapid import Vapid02
     from pywebpush import WebPusher
 
@@ -105,6 +110,6 @@ def dispatch_webpush(options: Options) -> Measured:
         "peer_ceiling": round(ceiling, 3),
         "peer_ceiling_what": f"a bare aiohttp client, {CEILING_CONCURRENCY} requests in flight "
                              "on one process, bodies encrypted beforehand, one VAPID JWT; the "
-                             "peer verifies and decrypts each",
+                             "peer verifies each, its browser decrypts them after",
         **alone,
     })
