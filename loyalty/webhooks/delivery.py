@@ -23,7 +23,10 @@ other claimed deliveries are held, no attempt counted, and follow the probe's an
 once after a success, left pending behind a disabled subscription after a 410, due when the
 probe is retried after a failure (RETRY_DELAYS[0] when it is not). So a receiver that is gone
 is called once, not a batch's worth of times, and a dead one one call at a time instead of a
-batch per retry step.
+batch per retry step. A proven subscription's batch goes out at once, but once one of its calls
+is answered 410 its calls not yet started are not made: those deliveries too stay pending, no
+attempt counted, behind the subscription the 410 disables (the calls already in flight, up to
+ENGAGE_WEBHOOK_IN_FLIGHT, are answered and recorded).
 
 Workers share deliveries by claiming due ones with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
 (`claimed_until`) long enough for the batch's calls to time out, ENGAGE_WEBHOOK_IN_FLIGHT at a
@@ -328,8 +331,13 @@ def deliveries_send(ids: list[int]) -> int:
     attempts = _attempts_prepare(ids)
     calls, held = _probes_pick(attempts)
     answers = requests_send([a.request for a in calls], timeout=settings.ENGAGE_WEBHOOK_TIMEOUT,
-                            in_flight=settings.ENGAGE_WEBHOOK_IN_FLIGHT)
+                            in_flight=settings.ENGAGE_WEBHOOK_IN_FLIGHT,
+                            scopes=[a.subscription_id for a in calls])
     for attempt, answer in zip(calls, answers, strict=True):
+        if answer is None:
+            # Not called: its receiver answered 410 to another call of the batch first.
+            held.append(attempt)
+            continue
         attempt.outcome = Outcome(answer.status_code, answer.duration_ms, answer.excerpt,
                                   answer.error, retry_after=answer.retry_after)
     # Held deliveries are the ones left without an outcome: no call, nothing to record.

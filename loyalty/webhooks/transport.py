@@ -20,7 +20,7 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -64,35 +64,46 @@ class _Transport:
         self.loop.close()
 
     async def _post(self, request: OutgoingRequest, *, timeout: float,
-                    slots: asyncio.Semaphore) -> Answer:
+                    slots: asyncio.Semaphore, scope: Hashable,
+                    halted: set[Hashable]) -> Answer | None:
         assert self.session is not None
         async with slots:
-            started = time.monotonic()
-            try:
-                async with self.session.post(
-                        request.url, data=request.body, headers=request.headers,
-                        allow_redirects=False,
-                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                    # Only the excerpt is read: a huge answer costs no more than that.
-                    head = b""
-                    while len(head) < EXCERPT_CHARS:
-                        chunk = await response.content.read(EXCERPT_CHARS - len(head))
-                        if not chunk:
-                            break
-                        head += chunk
-                    excerpt = head.decode(response.charset or "utf-8", errors="replace")
-                    status = response.status
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            except TimeoutError:
-                return Answer(None, _ms_since(started), error=f"timeout after {timeout:g}s")
-            except (aiohttp.ClientError, OSError, LookupError) as exc:
-                return Answer(None, _ms_since(started),
-                              error=f"{type(exc).__name__}: {exc}"[:300])
-            return Answer(status, _ms_since(started), excerpt[:EXCERPT_CHARS],
-                          retry_after=retry_after)
+            if scope is not None and scope in halted:
+                return None
+            answer = await self._call(request, timeout=timeout)
+            if scope is not None and answer.status_code == 410:
+                halted.add(scope)
+            return answer
+
+    async def _call(self, request: OutgoingRequest, *, timeout: float) -> Answer:
+        assert self.session is not None
+        started = time.monotonic()
+        try:
+            async with self.session.post(
+                    request.url, data=request.body, headers=request.headers,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                # Only the excerpt is read: a huge answer costs no more than that.
+                head = b""
+                while len(head) < EXCERPT_CHARS:
+                    chunk = await response.content.read(EXCERPT_CHARS - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+                excerpt = head.decode(response.charset or "utf-8", errors="replace")
+                status = response.status
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        except TimeoutError:
+            return Answer(None, _ms_since(started), error=f"timeout after {timeout:g}s")
+        except (aiohttp.ClientError, OSError, LookupError) as exc:
+            return Answer(None, _ms_since(started),
+                          error=f"{type(exc).__name__}: {exc}"[:300])
+        return Answer(status, _ms_since(started), excerpt[:EXCERPT_CHARS],
+                      retry_after=retry_after)
 
     async def send(self, requests: Sequence[OutgoingRequest], *, timeout: float,
-                   in_flight: int) -> list[Answer]:
+                   in_flight: int, scopes: Sequence[Hashable] | None = None
+                   ) -> list[Answer | None]:
         allow_private = bool(settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE)
         if self.session is not None and not self.session.closed \
                 and self.session_allows_private != allow_private:
@@ -107,8 +118,10 @@ class _Transport:
                     resolver=None if allow_private else PublicAddressResolver()),
                 auto_decompress=True)
         slots = asyncio.Semaphore(in_flight)
-        return list(await asyncio.gather(*(self._post(request, timeout=timeout, slots=slots)
-                                            for request in requests)))
+        halted: set[Hashable] = set()
+        return list(await asyncio.gather(*(
+            self._post(request, timeout=timeout, slots=slots, scope=scope, halted=halted)
+            for request, scope in zip(requests, scopes or [None] * len(requests), strict=True))))
 
 
 def _ms_since(started: float) -> int:
@@ -119,9 +132,12 @@ _transport: _Transport | None = None
 _lock = threading.Lock()
 
 
-def requests_send(requests: Sequence[OutgoingRequest], *, timeout: float, in_flight: int
-                  ) -> list[Answer]:
-    """Send every request, `in_flight` at a time; the answers in the requests' order."""
+def requests_send(requests: Sequence[OutgoingRequest], *, timeout: float, in_flight: int,
+                  scopes: Sequence[Hashable] | None = None) -> list[Answer | None]:
+    """Send every request, `in_flight` at a time; the answers in the requests' order.
+
+    `scopes` (one per request, None for none) name the receiver each request goes to: once one
+    answers 410 Gone, its requests not yet started are not sent, and their answer is None."""
     global _transport
     if not requests:
         return []
@@ -129,4 +145,4 @@ def requests_send(requests: Sequence[OutgoingRequest], *, timeout: float, in_fli
         if _transport is None or _transport.pid != os.getpid():
             _transport = _Transport()
         return _transport.loop.run_until_complete(
-            _transport.send(requests, timeout=timeout, in_flight=in_flight))
+            _transport.send(requests, timeout=timeout, in_flight=in_flight, scopes=scopes))

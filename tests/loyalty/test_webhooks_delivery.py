@@ -363,6 +363,44 @@ def test_gone_receiver_is_called_once_and_the_held_deliveries_spend_no_attempt(
     assert set(held.values_list("attempts", "claimed_until")) == {(0, None)}
 
 
+def test_proven_receiver_gone_gets_no_call_after_its_410(receiver, settings):  # noqa: F811
+    # given: ten deliveries to a proven subscription whose receiver now answers 410, one call
+    # in flight at a time
+    settings.ENGAGE_WEBHOOK_IN_FLIGHT = 1
+    deliveries_due(receiver, 10)
+    subscription_prove(WebhookSubscription.objects.get())
+    receiver.script["answer_gone"] = True
+
+    # when
+    deliveries_send_due()
+
+    # then: the 410 was the last call; the rest wait, no attempt spent, for a replay
+    assert len(receiver.calls) == 1
+    assert not WebhookSubscription.objects.get().active
+    held = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+    assert held.count() == 9
+    assert set(held.values_list("attempts", "claimed_until")) == {(0, None)}
+    assert WebhookAttempt.objects.count() == 1
+
+
+def test_calls_in_flight_when_a_receiver_answers_410_are_recorded(
+        receiver, settings):  # noqa: F811
+    # given: two calls in flight at a time to a proven receiver that answers 410
+    settings.ENGAGE_WEBHOOK_IN_FLIGHT = 2
+    deliveries_due(receiver, 6)
+    subscription_prove(WebhookSubscription.objects.get())
+    receiver.script["answer_gone"] = True
+
+    # when
+    deliveries_send_due()
+
+    # then: every call made has its attempt, and no more than the calls in flight were made
+    calls = len(receiver.calls)
+    assert 1 <= calls <= 2
+    assert WebhookAttempt.objects.count() == calls
+    assert WebhookDelivery.objects.filter(attempts=0, status="pending").count() == 6 - calls
+
+
 def test_deliveries_held_behind_a_failed_probe_wait_for_its_retry(receiver):  # noqa: F811
     # given: four deliveries to a new subscription, the first call answered 500
     deliveries_due(receiver, 4)
