@@ -344,7 +344,7 @@ def test_the_push_service_takes_a_push_the_browser_then_cannot_decrypt(peer):
     assert result.ok
     assert peer.requests == [("1", 201)]
     with pytest.raises(AssertionError, match="could not decrypt: push to 1"):
-        peer.received
+        _ = peer.received
 
 
 # --- the encryption ---------------------------------------------------------------------
