@@ -494,7 +494,8 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
     {"model": "loyalty.ApiKey", "exclude_fields": ["key_hash", "last_used_at"]},
     {"model": "loyalty.WebhookSubscription",
      "mask_fields": ["secret_encrypted", "previous_secret_encrypted", "credentials_encrypted"],
-     "exclude_fields": ["relayed_until", "failing_since", "healthy_since"]},
+     "exclude_fields": ["relayed_until", "failing_since", "healthy_since",
+                        "probe_at"]},
 )
 AUDITLOG_MASK_CALLABLE = "config.audit.secret_mask"
 

@@ -114,7 +114,7 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
                     "disabled_at"]
     list_filter = ["connector", "active", "ordered"]
     search_fields = ["url", "description"]
-    readonly_fields = ["created_by", "created_at", "healthy_since", "failing_since",
+    readonly_fields = ["created_by", "created_at", "healthy_since", "probe_at", "failing_since",
                        "disabled_at", "disabled_reason"]
     actions = ["rotate_secret"]
 

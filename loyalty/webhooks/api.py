@@ -42,10 +42,10 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookSubscription
         fields = ["id", "connector", "url", "description", "event_types", "active", "ordered",
-                  "owner_email", "credentials", "created_at", "healthy_since", "failing_since",
-                  "disabled_at", "disabled_reason"]
-        read_only_fields = ["created_at", "healthy_since", "failing_since", "disabled_at",
-                            "disabled_reason"]
+                  "owner_email", "credentials", "created_at", "healthy_since", "probe_at",
+                  "failing_since", "disabled_at", "disabled_reason"]
+        read_only_fields = ["created_at", "healthy_since", "probe_at", "failing_since",
+                            "disabled_at", "disabled_reason"]
 
     def validate(self, attrs: dict) -> dict:
         instance = self.instance

@@ -23,10 +23,12 @@ other claimed deliveries are held, no attempt counted, and follow the probe's an
 once after a success, left pending behind a disabled subscription after a 410, due when the
 probe is retried after a failure (RETRY_DELAYS[0] when it is not). So a receiver that is gone
 is called once, not a batch's worth of times, and a dead one one call at a time instead of a
-batch per retry step. A proven subscription's batch goes out at once, but once one of its calls
-is answered 410 its calls not yet started are not made: those deliveries too stay pending, no
-attempt counted, behind the subscription the 410 disables (the calls already in flight, up to
-ENGAGE_WEBHOOK_IN_FLIGHT, are answered and recorded).
+batch per retry step. Until that retry nothing of the subscription is claimed (`probe_at`),
+so the deliveries of events that arrive meanwhile wait for it too, and a dead receiver is
+called on the retry schedule, not once per claim. A proven subscription's batch goes out at
+once, but once one of its calls is answered 410 its calls not yet started are not made: those
+deliveries too stay pending, no attempt counted, behind the subscription the 410 disables (the
+calls already in flight, up to ENGAGE_WEBHOOK_IN_FLIGHT, are answered and recorded).
 
 Workers share deliveries by claiming due ones with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
 (`claimed_until`) long enough for the batch's calls to time out, ENGAGE_WEBHOOK_IN_FLIGHT at a
@@ -129,8 +131,10 @@ def deliveries_claim(*, limit: int = CLAIM_BATCH) -> list[int]:
         subscription=OuterRef("subscription"), member_id=OuterRef("member_id"),
         id__lt=OuterRef("id"), status=WebhookDelivery.Status.PENDING)
     # The active subscriptions as lists of ids rather than a join: without a join the claim
-    # can read its batch in the due index's order instead of sorting a whole backlog.
-    active = list(WebhookSubscription.objects.filter(active=True).values_list("pk", "ordered"))
+    # can read its batch in the due index's order instead of sorting a whole backlog. One
+    # waiting for its failed probe's retry has nothing due before then.
+    active = list(WebhookSubscription.objects.filter(active=True).exclude(probe_at__gt=now)
+                  .values_list("pk", "ordered"))
     ordered = [pk for pk, is_ordered in active if is_ordered]
     unordered = [pk for pk, is_ordered in active if not is_ordered]
     with transaction.atomic():
@@ -250,7 +254,10 @@ def _outcomes_record(attempts: list[_Attempt], *, now: datetime,
         if healthy:
             WebhookSubscription.objects.filter(pk__in=healthy).filter(
                 Q(failing_since__isnull=False) | Q(healthy_since__isnull=True)
-            ).update(failing_since=None, healthy_since=now)
+            ).update(failing_since=None, healthy_since=now, probe_at=None)
+        for subscription_id, when in probe_failed.items():
+            if when is not None and subscription_id not in healthy:
+                WebhookSubscription.objects.filter(pk=subscription_id).update(probe_at=when)
         _held_release(held, after=probe_failed)
         for subscription_id, reason in sorted(failing.items()):
             # A success in the same batch ends the failing streak; a 410 disables anyway.

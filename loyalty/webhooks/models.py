@@ -85,6 +85,9 @@ class WebhookSubscription(models.Model):
     # disabled one switched back on has failed); None while unproven, when a batch sends it
     # one probe and holds the rest for the probe's answer (loyalty/webhooks/delivery.py).
     healthy_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # While unproven after a failed probe: no delivery of it is claimed before then (the
+    # probe's retry), so a dead receiver's new deliveries wait out the backoff too.
+    probe_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
 

@@ -62,9 +62,12 @@ def subscription_update(*, subscription: WebhookSubscription,
         subscription.disabled_at = None
         subscription.disabled_reason = ""
         subscription.failing_since = None
+        subscription.probe_at = None  # probed at once
     if (subscription.connector, subscription.url) != (connector_before, url_before):
-        # Another receiver: it has to prove itself with a probe before getting whole batches.
+        # Another receiver: it has to prove itself with a probe before getting whole batches,
+        # and is probed at once, whatever the old one's backoff.
         subscription.healthy_since = None
+        subscription.probe_at = None
     subscription.full_clean()
     if credentials is None:
         credentials = (subscription.credentials()
@@ -89,8 +92,13 @@ def subscription_secret_rotate(*, subscription: WebhookSubscription) -> str:
     return secret
 
 
+@transaction.atomic
 def deliveries_replay(*, ids: list[int]) -> int:
-    """Send these deliveries again, whatever became of them (their attempts stay logged)."""
+    """Send these deliveries again, whatever became of them (their attempts stay logged), at
+    once: a subscription waiting for its failed probe's retry is probed now."""
+    WebhookSubscription.objects.filter(
+        pk__in=WebhookDelivery.objects.filter(id__in=ids).values("subscription_id"),
+        probe_at__isnull=False).update(probe_at=None)
     return WebhookDelivery.objects.filter(id__in=ids).update(
         status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now(),
         claimed_until=None, completed_at=None)

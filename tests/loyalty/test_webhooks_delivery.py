@@ -272,6 +272,24 @@ def deliveries_due(receiver, count: int) -> None:  # noqa: F811
     webhooks_relay_pass()
 
 
+def first_probe_failed(receiver, count: int) -> None:  # noqa: F811
+    """`count` deliveries to a new receiver whose first call, the probe, answered 500."""
+    deliveries_due(receiver, count)
+    receiver.script["answers"] = [500]
+    deliveries_send_due()
+
+
+def more_events(count: int) -> None:
+    for _ in range(count):
+        event_record(MemberFactory())
+    webhooks_relay_pass()
+
+
+def all_made_due() -> None:
+    for delivery in WebhookDelivery.objects.all():
+        delivery_make_due(delivery)
+
+
 def test_claimed_batch_goes_out_concurrently(receiver, settings):  # noqa: F811
     # given: eight deliveries to a receiver that takes a second over each answer
     settings.ENGAGE_WEBHOOK_IN_FLIGHT = 8
@@ -418,11 +436,9 @@ def test_deliveries_held_behind_a_failed_probe_wait_for_its_retry(receiver):  # 
 
 
 def test_probe_retried_with_success_releases_the_held_deliveries(receiver):  # noqa: F811
-    deliveries_due(receiver, 4)
-    receiver.script["answers"] = [500]
-    deliveries_send_due()
+    first_probe_failed(receiver, 4)
 
-    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    all_made_due()
     deliveries_send_due()
 
     subscription = WebhookSubscription.objects.get()
@@ -430,6 +446,55 @@ def test_probe_retried_with_success_releases_the_held_deliveries(receiver):  # n
     assert list(WebhookDelivery.objects.order_by("id").values_list("attempts", flat=True)) == [
         2, 1, 1, 1]
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_events_arriving_after_a_failed_probe_wait_for_its_retry(receiver):  # noqa: F811
+    # given: a new receiver whose first call failed
+    first_probe_failed(receiver, 1)
+    [probe] = WebhookDelivery.objects.all()
+
+    # when: more events come, due at once
+    more_events(3)
+    deliveries_send_due()
+
+    # then: no call until the probe's retry, which the subscription now waits for
+    assert len(receiver.calls) == 1
+    subscription = WebhookSubscription.objects.get()
+    assert subscription.probe_at == probe.next_attempt_at
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_subscription_is_probed_again_once_its_probe_is_due(receiver):  # noqa: F811
+    first_probe_failed(receiver, 1)
+    more_events(3)
+
+    all_made_due()
+    deliveries_send_due()
+
+    subscription = WebhookSubscription.objects.get()
+    assert batches_sent(subscription) == [1, 1, 3]
+    assert (subscription.probe_at, subscription.healthy_since is not None) == (None, True)
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_replay_probes_a_waiting_subscription_at_once(receiver):  # noqa: F811
+    first_probe_failed(receiver, 1)
+
+    deliveries_replay(ids=list(WebhookDelivery.objects.values_list("id", flat=True)))
+    deliveries_send_due()
+
+    assert len(receiver.calls) == 2
+    assert WebhookDelivery.objects.get().status == "succeeded"
+
+
+def test_subscription_pointed_elsewhere_is_probed_at_once(receiver):  # noqa: F811
+    first_probe_failed(receiver, 1)
+    subscription = WebhookSubscription.objects.get()
+
+    subscription_update(subscription=subscription, url=receiver.hook_url + "?v=2")
+
+    subscription.refresh_from_db()
+    assert subscription.probe_at is None
 
 
 def test_subscription_whose_batch_all_failed_is_on_probation_again(receiver):  # noqa: F811

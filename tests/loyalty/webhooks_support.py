@@ -42,6 +42,8 @@ def event_record(member, type_: str = "ORDER_PLACED", **payload) -> Event:
 
 
 def delivery_make_due(delivery: WebhookDelivery) -> None:
-    """As if the retry's wait had passed."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1))
+    """As if the retry's wait had passed (and its subscription's wait for a probe's retry)."""
+    past = timezone.now() - timedelta(seconds=1)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=past)
+    WebhookSubscription.objects.filter(pk=delivery.subscription_id, probe_at__isnull=False
+                                       ).update(probe_at=past)
