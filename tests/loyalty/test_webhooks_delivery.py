@@ -497,6 +497,18 @@ def test_subscription_pointed_elsewhere_is_probed_at_once(receiver):  # noqa: F8
     assert subscription.probe_at is None
 
 
+def test_subscription_switched_back_on_is_probed_at_once(receiver):  # noqa: F811
+    first_probe_failed(receiver, 1)
+    subscription = WebhookSubscription.objects.get()
+    WebhookSubscription.objects.update(active=False, disabled_at=timezone.now())
+    subscription.refresh_from_db()
+
+    subscription_update(subscription=subscription, active=True)
+
+    subscription.refresh_from_db()
+    assert (subscription.active, subscription.probe_at) == (True, None)
+
+
 def test_subscription_whose_batch_all_failed_is_on_probation_again(receiver):  # noqa: F811
     deliveries_due(receiver, 3)
     subscription_prove(WebhookSubscription.objects.get())
