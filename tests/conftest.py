@@ -66,10 +66,16 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 30, interval: 
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
+def celery_worker_process(transactional_db, tmp_path, settings) -> Iterator[subprocess.Popen]:
     """A real `celery worker --beat` process on Redis, reading and writing the test database."""
     celery_app.control.purge()
     db = connection.settings_dict
+    # Small batches, and every mailing's audience frozen in several parts, as a large one is.
+    # The test's own process (the live server, the API client) takes the same sizes, as a web
+    # process and its workers do: it counts the batch tasks it enqueues by ENGAGE_BATCH_SIZE.
+    shared = {"ENGAGE_BATCH_SIZE": 2, "ENGAGE_AUDIENCE_PART_SIZE": 2}
+    for name, value in shared.items():
+        setattr(settings, name, value)
     env = {
         **os.environ,
         "DEBUG": "1",
@@ -77,9 +83,7 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
         "CONN_MAX_AGE": "0",
         "ENGAGE_SCHEDULER_TICK": "0.5",
         "ENGAGE_VAR_DIR": str(tmp_path),
-        "ENGAGE_BATCH_SIZE": "2",
-        # Every mailing's audience frozen in several parts, as a large one is.
-        "ENGAGE_AUDIENCE_PART_SIZE": "2",
+        **{name: str(value) for name, value in shared.items()},
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--pool=solo",
@@ -94,6 +98,9 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()
+    # Kept with the test's tmp_path (pytest keeps the last three runs' under its basetemp), so
+    # the worker's side of a failed pipeline test can be read after the run.
+    (tmp_path / "celery-worker.log").write_text(output)
     if "Traceback" in output:
         print(output)  # shown by pytest when the test fails
 
